@@ -12,7 +12,8 @@ from yso_labels.cli import build_parser, run
 
 #: Submodules that register ``apogee-net`` subcommands.
 SUBCOMMAND_MODULES = (
-    "apogee_net.cli.core",      # simulate ingest train predict
+    "apogee_net.cli.data",      # simulate ingest
+    "apogee_net.cli.core",      # train predict
     "apogee_net.cli.science",   # adapt evaluate
     "apogee_net.cli.lamost",    # lamost ingest|train|predict
     "apogee_net.cli.ysos",      # ysos select|report
