@@ -15,12 +15,16 @@ Inputs: SDSS-like g, r; 2MASS J, H, K(s); Gaia parallax in mas.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, hstack
 
 from yso_labels.regions import in_excluded_field
+from yso_labels.tables import duplicated
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,8 @@ def select_mdwarfs(g, J, K, parallax, parallax_error, ra=None, dec=None) -> np.n
     ϖ/σ_ϖ > 3, and, when ``ra``/``dec`` (deg) are given, not in the fields of the Orion
     Complex, NGC 1333, IC 348, NGC 2264 or the Pleiades (those go to the YSO procedure).
     """
-    g, J, K = (np.asarray(m, float) for m in (g, J, K))
-    plx = np.asarray(parallax, float)
+    g, J, K = (np.atleast_1d(np.asarray(m, float)) for m in (g, J, K))
+    plx = np.atleast_1d(np.asarray(parallax, float))
     with np.errstate(divide="ignore", invalid="ignore"):
         plx_snr = plx / np.asarray(parallax_error, float)
     keep = (_within(J - K, *SELECTION["j_k"]) & _within(g - K, *SELECTION["g_k"])
@@ -176,3 +180,30 @@ def select_mdwarfs(g, J, K, parallax, parallax_error, ra=None, dec=None) -> np.n
     if ra is not None and dec is not None:
         keep &= ~in_excluded_field(ra, dec)
     return keep
+
+
+def mdwarf_table(table: Table, coefficients: str = "released", select: bool = False) -> Table:
+    """Add ``teff logg fe_h`` and flag columns to a photometry table (``g r J H K``, and
+    ``parallax parallax_error`` in mas for ``select``); with ``select``, keep only bona fide
+    M dwarfs outside the star-forming fields (Olney et al. 2020 §2.3.1)."""
+    if "apogee_id" in table.colnames:
+        dups = duplicated(table["apogee_id"])
+        if dups:
+            log.warning("%d duplicated APOGEE IDs in the input (e.g. %s)", len(dups),
+                        ", ".join(dups[:5]))
+    plx = table["parallax"] if "parallax" in table.colnames else None
+    labels = mdwarf_labels(table["g"], table["r"], table["J"], table["H"], table["K"],
+                           parallax=plx, coefficients=coefficients)
+    out = hstack([table, labels], metadata_conflicts="silent")
+    if select:
+        has_pos = "ra" in table.colnames and "dec" in table.colnames
+        if not has_pos:
+            log.warning("no ra/dec columns: the star-forming-field exclusion is not applied")
+        keep = select_mdwarfs(table["g"], table["J"], table["K"], table["parallax"],
+                              table["parallax_error"],
+                              ra=table["ra"] if has_pos else None,
+                              dec=table["dec"] if has_pos else None)
+        keep &= ~np.asarray(out["bad_photometry"])
+        log.info("selection: %d of %d stars are bona fide M dwarfs", keep.sum(), len(out))
+        out = out[keep]
+    return out

@@ -39,7 +39,7 @@ def resolve_device(device: str = "auto"):
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a NumPy Generator for ``seed``."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - legacy global state used by some libraries
     try:
         import torch
 

@@ -1,0 +1,190 @@
+"""The APOGEE Net convolutional network (Olney et al. 2020 §3.2 and Appendix B) and the
+standardisation of its inputs and targets (§3.1).
+
+Architecture: 12 one-dimensional convolutions (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64
+channels, kernel 3, padding 1, ReLU), a max pool of 2 after each pair, then fully connected
+layers 64·133 → 512 → 512 → n_targets with dropout on the two hidden ones. For 1 input
+channel, 3 targets and the 8575-pixel apStar grid this is 4,655,275 parameters (the figure
+of the peer code in SDSS's astra pipeline, FACTS §3).
+
+Departures from the paper, both measured (FACTS §3): weights start from a Kaiming-normal
+initialisation (PyTorch's default barely trains this plain ReLU stack), and the flux is
+standardised per pixel over the training split (the paper used the raw flux). Pixels without
+data (non-finite flux or error, non-positive error) become 0 after standardisation, i.e. the
+training-set mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Channels of the 12 convolutional layers (Olney et al. 2020, Appendix B).
+CONV_CHANNELS = (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64)
+#: Pixels of the apStar grid (FACTS §3).
+APSTAR_NPIX = 8575
+#: Label order of the network's output, as in the astra peer code (log g in dex, Teff in K,
+#: [Fe/H] in dex).
+LABEL_NAMES = ("logg", "teff", "fe_h")
+#: Errors at or above this (flux units, 1e-17 erg/s/cm²/Å) mark pixels without data
+#: (DR13 apStar files use 1e10 outside the chips, FACTS §3).
+BAD_ERROR = 1e9
+
+
+class APOGEENet(nn.Module):
+    """The 12-layer CNN of Olney et al. (2020).
+
+    ``in_channels``: spectra channels (1 for flux); ``n_targets``: output labels;
+    ``dropout``: dropout probability on the two hidden fully connected layers;
+    ``npix``: pixels per spectrum (8575 for apStar; the flattened size is
+    64·⌊npix/64⌋, i.e. 64·133 for apStar).
+    Input: ``(batch, in_channels, npix)`` standardised flux; output ``(batch, n_targets)``.
+    """
+
+    def __init__(self, in_channels: int = 1, n_targets: int = 3, dropout: float = 0.1,
+                 npix: int = APSTAR_NPIX):
+        super().__init__()
+        if npix < 64:
+            raise ValueError(f"APOGEENet needs at least 64 pixels per spectrum, got {npix}")
+        self.arch_kwargs = {"in_channels": int(in_channels), "n_targets": int(n_targets),
+                            "dropout": float(dropout), "npix": int(npix)}
+        self.in_channels, self.n_targets, self.npix = int(in_channels), int(n_targets), int(npix)
+        convs, previous = [], in_channels
+        for channels in CONV_CHANNELS:
+            convs.append(nn.Conv1d(previous, channels, kernel_size=3, padding=1))
+            previous = channels
+        self.convs = nn.ModuleList(convs)
+        # six poolings of 2 with floor: ⌊⌊n/2⌋/2⌋… = ⌊n/64⌋ (133 for 8575)
+        self.n_flat = CONV_CHANNELS[-1] * (npix // 2 ** (len(CONV_CHANNELS) // 2))
+        self.fc1 = nn.Linear(self.n_flat, 512)
+        self.fc2 = nn.Linear(512, 512)
+        self.fc3 = nn.Linear(512, n_targets)
+        self.dropout = nn.Dropout(p=dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-normal weights (fan-in, ReLU gain), zero biases; the output layer uses
+        the linear gain. He et al. 2015; FACTS §3 for why the default init is not used."""
+        for layer in [*self.convs, self.fc1, self.fc2]:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        nn.init.kaiming_normal_(self.fc3.weight, nonlinearity="linear")
+        nn.init.zeros_(self.fc3.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.in_channels or x.shape[2] != self.npix:
+            raise ValueError(f"APOGEENet expects input (batch, {self.in_channels}, {self.npix}), "
+                             f"got {tuple(x.shape)}")
+        for i in range(0, len(self.convs), 2):
+            x = F.relu(self.convs[i + 1](F.relu(self.convs[i](x))))
+            x = F.max_pool1d(x, 2)
+        x = x.flatten(1)
+        x = F.relu(self.dropout(self.fc1(x)))
+        x = F.relu(self.dropout(self.fc2(x)))
+        return self.fc3(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass
+class Standardiser:
+    """``z = (x − mean) / std`` along the last axis (Olney et al. 2020 eq. 4); units of x.
+
+    Used for the targets (one mean/std per label) and for the flux (one per pixel).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self):
+        self.mean = np.asarray(self.mean, dtype=np.float64)
+        self.std = np.asarray(self.std, dtype=np.float64)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"standardiser: mean {self.mean.shape} and std {self.std.shape} "
+                             "differ in shape")
+        if not (np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
+            raise ValueError("standardiser: std must be finite and positive")
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardiser:
+        """Mean and std (ddof 0) of the finite values of each column of ``x`` (n, k)."""
+        x = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(x)
+        if not finite.any(axis=0).all():
+            raise ValueError("standardiser: a column has no finite value")
+        count = finite.sum(axis=0)
+        mean = np.where(finite, x, 0.0).sum(axis=0) / count
+        var = np.where(finite, (x - mean) ** 2, 0.0).sum(axis=0) / count
+        std = np.sqrt(var)
+        return cls(mean, np.where(std > 0, std, 1.0))
+
+    def transform(self, x):
+        """Standardise (numpy array or torch tensor)."""
+        if isinstance(x, torch.Tensor):
+            mean, std = self.tensors(x.device, x.dtype)
+            return (x - mean) / std
+        return (np.asarray(x) - self.mean) / self.std
+
+    def inverse(self, z):
+        """Back to physical units (numpy array or torch tensor)."""
+        if isinstance(z, torch.Tensor):
+            mean, std = self.tensors(z.device, z.dtype)
+            return z * std + mean
+        return np.asarray(z) * self.std + self.mean
+
+    def tensors(self, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.__dict__.setdefault("_cache", {})
+        key = (str(device), dtype)
+        if key not in cache:
+            cache[key] = (torch.as_tensor(self.mean, dtype=dtype, device=device),
+                          torch.as_tensor(self.std, dtype=dtype, device=device))
+        return cache[key]
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Standardiser:
+        return cls(d["mean"], d["std"])
+
+
+def valid_pixels(flux, error):
+    """Pixels with data: finite flux, finite error with 0 < error < :data:`BAD_ERROR`.
+
+    Works on numpy arrays and torch tensors of the same shape.
+    """
+    if isinstance(flux, torch.Tensor):
+        return (torch.isfinite(flux) & torch.isfinite(error) & (error > 0)
+                & (error < BAD_ERROR))
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(flux) & np.isfinite(error) & (error > 0) & (error < BAD_ERROR)
+
+
+def model_input(flux: torch.Tensor, error: torch.Tensor | None,
+                flux_scaler: Standardiser) -> torch.Tensor:
+    """Network input ``(n, 1, npix)`` from raw flux ``(n, npix)``: per-pixel standardised,
+    pixels without data (see :func:`valid_pixels`; all non-finite ones when ``error`` is
+    None) set to 0."""
+    flux = flux.float()
+    z = flux_scaler.transform(flux)
+    good = torch.isfinite(z)
+    if error is not None:
+        good &= valid_pixels(flux, error.float())
+    return torch.where(good, z, torch.zeros((), dtype=z.dtype, device=z.device)).unsqueeze(1)
+
+
+def check_label_names(names: Sequence[str], n_targets: int, where: str) -> list[str]:
+    """Label names of a checkpoint, checked against the model's output size."""
+    names = [str(n) for n in names]
+    if len(names) != n_targets:
+        raise ValueError(f"{where}: the model has {n_targets} outputs but "
+                         f"{len(names)} label names ({', '.join(names)})")
+    return names
