@@ -38,7 +38,7 @@ def build_parser(prog: str, description: str, modules: Sequence[str]) -> argpars
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging (-v info, -vv debug)")
+                        help="more logging (-v: debug); INFO is the default")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
         try:
