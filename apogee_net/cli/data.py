@@ -1,0 +1,75 @@
+"""``apogee-net simulate`` and ``apogee-net ingest``: simulated apStar files and the store."""
+
+from __future__ import annotations
+
+import argparse
+
+from apogee_net import simulate, store
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    report = simulate.simulate_apstar(
+        args.labels_table, args.out_dir, emulator=args.emulator, snr=args.snr, seed=args.seed,
+        convention=args.convention, out_of_range=args.out_of_range, overwrite=args.overwrite,
+        progress=not args.no_progress)
+    print(f"simulate: {report['n_written']} written, {report['n_kept']} kept "
+          f"({report['n_clipped']} clipped) in {report['out_dir']} with {report['model']}; "
+          f"labels used in {report['summary']}")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    report = store.ingest_apstar(args.inputs, args.out, workers=args.workers,
+                                 progress=not args.no_progress, batch_size=args.batch_size,
+                                 compression=None if args.compression == "none"
+                                 else args.compression)
+    print(f"ingest: {report['n_ingested']} new, {report['n_already_stored']} already stored, "
+          f"{report['n_failed']} failed; {report.get('n_rows', 0)} rows in {report['out']} "
+          f"({report.get('files_per_s', 0):.1f} files/s)")
+    for failure in report["failures"][:20]:
+        print(f"failed: {failure['file']}: {failure['reason']}")
+    if report["n_failed"] > 20:
+        print(f"... and {report['n_failed'] - 20} more failures (store attribute 'failures')")
+    if report.get("duplicate_ids"):
+        print(f"note: {len(report['duplicate_ids'])} APOGEE ID(s) have several spectra "
+              f"(e.g. {', '.join(report['duplicate_ids'][:5])})")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "simulate", help="write realistic apStar files from The Payne's emulator",
+        description="Simulate apStar-sim-<ID>.fits files: The Payne's unnormalised emulator "
+        "(or, without it, a clearly labelled analytic fallback) on the apStar grid, scaled to "
+        "the star's H magnitude, with Gaussian noise for an SNR drawn uniformly in --snr.")
+    p.add_argument("--labels", dest="labels_table", required=True, metavar="TABLE",
+                   help="table with apogee_id teff logg fe_h (optional alpha_m, H, ra, dec)")
+    p.add_argument("--out", dest="out_dir", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--emulator", metavar="NPZ",
+                   help="NN_unnormalized_spectra.npz of The Payne (scripts/"
+                   "fetch_payne_emulator.py downloads it); 'analytic' for the fallback; default: "
+                   "$YSO_PAYNE_DIR or the download cache, else the fallback with a warning")
+    p.add_argument("--snr", default="50:200", metavar="LO:HI",
+                   help="SNR range, drawn uniformly per star (default 50:200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--convention", choices=("dr17", "dr13"), default="dr17",
+                   help="layout of pixels without data (default dr17: NaN, 2 rows)")
+    p.add_argument("--out-of-range", choices=("error", "clip"), default="error",
+                   help="labels outside the emulator's range: stop (default) or clip and "
+                   "flag (LBLCLIP)")
+    p.add_argument("--overwrite", action="store_true", help="rewrite existing files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = subparsers.add_parser(
+        "ingest", help="ingest apStar files into one HDF5 store",
+        description="Read apStar files (directories, globs or files) in parallel into one "
+        "chunked HDF5 store; resumable (a rerun skips stored files), finished atomically.")
+    p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="apStar files, folders, globs")
+    p.add_argument("--out", required=True, metavar="STORE.h5", help="the store to write")
+    p.add_argument("--workers", type=int, help="reader processes (default min(4, CPUs))")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per write (default 64)")
+    p.add_argument("--compression", choices=("none", "lzf", "gzip"),
+                   default=store.COMPRESSION or "none",
+                   help=f"flux/error compression (default {store.COMPRESSION or 'none'})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_ingest)
