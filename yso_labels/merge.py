@@ -62,6 +62,12 @@ def _standard(table: Table | None, source: str) -> Table | None:
     out["fe_h"] = np.where(out["fe_h_assumed"], YSO_DEFAULT_FE_H, fe_h)
     out["source"] = np.full(len(out), source, dtype="<U5")
     good = np.isfinite(out["teff"]) & np.isfinite(out["logg"]) & np.isfinite(out["fe_h"])
+    if "out_of_domain" in table.colnames:  # photometric-CNN labels outside its training domain
+        ood = np.asarray(table["out_of_domain"], bool)
+        if ood.any():
+            log.warning("%s labels: %d rows outside the photometric CNN's domain left out",
+                        source, ood.sum())
+        good &= ~ood
     if (~good).any():
         log.warning("%s labels: %d rows with non-finite labels left out", source, (~good).sum())
     dups = duplicated(out["apogee_id"][good])

@@ -1,0 +1,420 @@
+"""The photometric CNN of Olney et al. 2020 §2.4: YSO Teff, log g, age, mass, A_V.
+
+Three 1-D convolutional layers with max pooling over the standardised input vector
+(bands, then log10 r*, log L, distance modulus), then two fully connected layers,
+predicting (log age, mass, A_V, log Teff, log g). Trained on synthetic stars
+(:mod:`yso_labels.synthetic`) with a dev split and early stopping; the checkpoint
+(:mod:`yso_labels.checkpoint`) stores the standardisation, band list, training domain,
+grid provenance and seed. Prediction applies the same limit and reporting rules to real
+photometry and flags rows outside the synthetic training domain.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from astropy.table import Table
+from torch import nn
+
+from yso_labels.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.isochrones import BANDS
+from yso_labels.runtime import resolve_device, seed_everything
+from yso_labels.synthetic import LIMITS, REPORT_RULES, apply_limits, distance_modulus
+from yso_labels.tables import TableError, read_meta, read_table
+
+log = logging.getLogger(__name__)
+
+#: Network outputs (units: log10 yr, M☉, mag, log10 K, dex) and their truth columns.
+OUTPUTS = ("log_age", "mass", "av", "log_teff", "logg")
+TRUTH = {"log_age": "log_age_true", "mass": "mass_true", "av": "av_true",
+         "log_teff": "teff_true", "logg": "logg_true"}
+#: Columns added by :func:`predict_photcnn`.
+PREDICTED = ("teff", "logg", "age_myr", "mass", "av", "out_of_domain", "ood_reason")
+
+
+class PhotCNN(nn.Module):
+    """Conv1d(k=3)+ReLU+MaxPool(2) ×3 over the input vector, then FC–ReLU–FC."""
+
+    def __init__(self, n_inputs: int, n_outputs: int = len(OUTPUTS),
+                 channels: Sequence[int] = (32, 64, 128), hidden: int = 256):
+        super().__init__()
+        layers, c_in, length = [], 1, n_inputs
+        for c in channels:
+            layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.ReLU(),
+                       nn.MaxPool1d(2, ceil_mode=True)]
+            c_in, length = c, -(-length // 2)
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * length, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.unsqueeze(1)))
+
+
+# ------------------------------------------------------------------------------ inputs
+
+def feature_names(bands: Sequence[str], use_radius_lum: bool = True) -> list[str]:
+    """Input vector order: bands (mag), log10 r* (R☉), log L (L☉), distance modulus (mag)."""
+    extra = ["log_radius", "logl"] if use_radius_lum else []
+    return [*bands, *extra, "distmod"]
+
+
+def _read(table, what: str) -> Table:
+    if isinstance(table, Table):
+        return table
+    t = read_table(table, what=what)
+    if str(table).lower().endswith(".csv"):
+        t.meta.update(read_meta(table))
+    return t
+
+
+def table_bands(table: Table) -> list[str]:
+    """Bands of a synthetic table (header ``BANDS``), else the known band columns present."""
+    if table.meta.get("BANDS"):
+        return str(table.meta["BANDS"]).split()
+    return [b for b in BANDS if b in table.colnames]
+
+
+def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True,
+                 allow_missing: bool = False, where: str = "photometry table"):
+    """Input matrix (n, n_features) under the rules of :mod:`yso_labels.synthetic`.
+
+    Faint or missing magnitudes are set to the band's limit; r* and log L (columns
+    ``radius``/``logl``, or Gaia DR2 ``radius_val``/``lum_val``) are set to the reporting
+    limits where missing or below them; distance from ``distance`` (pc) or ``parallax``
+    (mas). Returns ``(X, problems)``: ``problems`` maps a reason to a row mask (no G, G
+    fainter than the limit, no valid distance).
+    """
+    if "G" not in table.colnames:
+        raise TableError(f"{where}: no G column; Gaia G is required (Olney 2020 §2.4)")
+    n = len(table)
+    missing = [b for b in bands if b not in table.colnames]
+    if missing and not allow_missing:
+        raise TableError(f"{where}: lacks band column(s) {', '.join(missing)} the model was "
+                         f"trained on ({' '.join(bands)}); use allow_missing to treat them "
+                         f"as undetected")
+    cols, problems = [], {}
+    g = np.asarray(np.ma.filled(np.ma.asarray(table["G"], float), np.nan))
+    problems["no G"] = ~np.isfinite(g)
+    problems["G fainter than limit"] = np.isfinite(g) & (g > LIMITS["G"])
+    for band in bands:
+        if band in table.colnames:
+            m = np.asarray(np.ma.filled(np.ma.asarray(table[band], float), np.nan))
+        else:
+            m = np.full(n, np.nan)
+        cols.append(apply_limits(m, band))
+    if use_radius_lum:
+        if "radius" in table.colnames:
+            r = _col(table, "radius")
+        elif "radius_val" in table.colnames:
+            r = _col(table, "radius_val")
+        elif allow_missing:
+            r = np.full(n, np.nan)
+        else:
+            raise TableError(f"{where}: no radius (R☉) or radius_val column; the model uses "
+                             f"r* and log L (use allow_missing to treat them as unreported)")
+        if "logl" in table.colnames:
+            lum = _col(table, "logl")
+        elif "lum_val" in table.colnames:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lum = np.log10(_col(table, "lum_val"))
+        else:
+            lum = np.full(n, np.nan)
+            if not allow_missing:
+                raise TableError(f"{where}: no logl or lum_val column (use allow_missing)")
+        rep = np.isfinite(r) & np.isfinite(lum) & (r > REPORT_RULES["radius_min"]) & \
+            (lum > REPORT_RULES["logl_min"])
+        cols.append(np.log10(np.where(rep, r, REPORT_RULES["radius_min"])))
+        cols.append(np.where(rep, lum, REPORT_RULES["logl_min"]))
+    if "distance" in table.colnames:
+        d = _col(table, "distance")
+    elif "parallax" in table.colnames:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = 1000.0 / _col(table, "parallax")
+    else:
+        raise TableError(f"{where}: needs a distance (pc) or parallax (mas) column")
+    bad_d = ~np.isfinite(d) | (d <= 0)
+    problems["no valid distance"] = bad_d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols.append(np.where(bad_d, np.nan, distance_modulus(np.where(bad_d, 10.0, d))))
+    return np.column_stack(cols).astype(np.float64), problems
+
+
+def _col(table: Table, name: str) -> np.ndarray:
+    return np.asarray(np.ma.filled(np.ma.asarray(table[name], float), np.nan))
+
+
+def build_targets(table: Table, where: str = "training table") -> np.ndarray:
+    """Targets (n, 5) in :data:`OUTPUTS` order from the synthetic truth columns."""
+    missing = [c for c in TRUTH.values() if c not in table.colnames]
+    if missing:
+        raise TableError(f"{where}: lacks truth column(s) {', '.join(missing)}; "
+                         f"make it with `yso-labels synth`")
+    y = np.column_stack([_col(table, TRUTH[o]) for o in OUTPUTS])
+    y[:, OUTPUTS.index("log_teff")] = np.log10(y[:, OUTPUTS.index("log_teff")])
+    return y
+
+
+# ---------------------------------------------------------------------------- training
+
+def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: int = 300,
+                  batch_size: int = 256, lr: float = 2e-3, dev_fraction: float = 0.1,
+                  patience: int = 25, channels: Sequence[int] = (32, 64, 128),
+                  hidden: int = 256, use_radius_lum: bool = True, device: str = "auto",
+                  max_rows: int | None = None, resume: bool = True) -> dict:
+    """Train the photometric CNN on a synthetic table; write the checkpoint ``out``.
+
+    Adam on the mean squared error of standardised outputs, learning rate halved after
+    ``patience // 3`` epochs without dev improvement, early stop after ``patience``; the
+    best dev weights are kept. A ``<out>.partial`` checkpoint is written each epoch and
+    resumed from when the same options are given again. Returns the checkpoint ``meta``.
+    """
+    table = _read(train_table, "training table")
+    where = ("training table" if isinstance(train_table, Table)
+             else f"training table {train_table}")
+    if max_rows:
+        table = table[:max_rows]
+    bands = table_bands(table)
+    x, problems = build_inputs(table, bands, use_radius_lum, where=where)
+    y = build_targets(table, where)
+    bad = ~(np.isfinite(x).all(1) & np.isfinite(y).all(1))
+    if bad.any():
+        raise TableError(f"{where}: {bad.sum()} row(s) with non-finite inputs or truth "
+                         f"(first row {np.nonzero(bad)[0][0]})")
+    if len(x) < 20:
+        raise ValueError(f"{where}: {len(x)} rows are too few to train on")
+    rng = seed_everything(seed)
+    device = resolve_device(device)
+    perm = rng.permutation(len(x))
+    n_dev = max(int(round(dev_fraction * len(x))), 1)
+    dev_idx, tr_idx = perm[:n_dev], perm[n_dev:]
+    x_mean, x_std = x[tr_idx].mean(0), x[tr_idx].std(0)
+    x_std[x_std == 0] = 1.0
+    y_mean, y_std = y[tr_idx].mean(0), y[tr_idx].std(0)
+    y_std[y_std == 0] = 1.0
+
+    def tensor(a, idx, mean, std):
+        return torch.as_tensor((a[idx] - mean) / std, dtype=torch.float32, device=device)
+
+    xt, yt = tensor(x, tr_idx, x_mean, x_std), tensor(y, tr_idx, y_mean, y_std)
+    xd, yd = tensor(x, dev_idx, x_mean, x_std), tensor(y, dev_idx, y_mean, y_std)
+    arch = {"n_inputs": x.shape[1], "n_outputs": len(OUTPUTS), "channels": list(channels),
+            "hidden": hidden}
+    options = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+               "dev_fraction": dev_fraction, "patience": patience, "n_rows": len(x),
+               "use_radius_lum": use_radius_lum, **arch}
+    model = PhotCNN(**arch).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5,
+                                                       patience=max(patience // 3, 1))
+    gen = torch.Generator().manual_seed(seed)
+    state = {"epoch": 0, "best": float("inf"), "best_epoch": 0, "bad": 0, "history": [],
+             "best_state": None, "elapsed": 0.0}
+    partial = Path(f"{out}.partial")
+    if resume and partial.exists():
+        state = _resume(partial, options, model, opt, sched, gen) or state
+    meta = {"bands": bands, "features": feature_names(bands, use_radius_lum),
+            "outputs": list(OUTPUTS), "x_mean": x_mean.tolist(), "x_std": x_std.tolist(),
+            "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
+            "x_min": x.min(0).tolist(), "x_max": x.max(0).tolist(),
+            "use_radius_lum": use_radius_lum, "limits": {b: LIMITS[b] for b in bands},
+            "report_rules": dict(REPORT_RULES), "seed": seed, "options": options,
+            "grid": str(table.meta.get("GRID", "")), "grid_source":
+            str(table.meta.get("GRIDSRC", "")), "mh": str(table.meta.get("MH", "")),
+            "training_data": str(train_table) if not isinstance(train_table, Table)
+            else "table in memory", "training_seed": str(table.meta.get("SEED", ""))}
+    t0 = time.perf_counter() - state["elapsed"]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(state["epoch"], epochs), desc="photcnn", unit="epoch",
+               initial=state["epoch"], total=epochs, disable=None)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        total = 0.0
+        for i in range(0, len(xt), batch_size):
+            idx = order[i:i + batch_size]
+            loss = nn.functional.mse_loss(model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        dev_loss = _dev_loss(model, xd, yd)
+        sched.step(dev_loss)
+        state["history"].append({"epoch": epoch + 1, "train": total / len(xt),
+                                 "dev": dev_loss, "lr": opt.param_groups[0]["lr"]})
+        if dev_loss < state["best"]:
+            state.update(best=dev_loss, best_epoch=epoch + 1, bad=0,
+                         best_state=copy.deepcopy(model.state_dict()))
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch + 1
+        state["elapsed"] = time.perf_counter() - t0
+        bar.set_postfix(train=f"{total / len(xt):.4f}", dev=f"{dev_loss:.4f}")
+        log.info("epoch %d: train %.5f dev %.5f", epoch + 1, total / len(xt), dev_loss)
+        stop = state["bad"] >= patience
+        _save_partial(partial, model, arch, options, opt, sched, gen, state)
+        if stop:
+            log.info("early stop at epoch %d (best %d)", epoch + 1, state["best_epoch"])
+            break
+    bar.close()
+    model.load_state_dict(state["best_state"])
+    meta.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
+                dev_loss=state["best"], train_seconds=round(time.perf_counter() - t0, 2),
+                history=state["history"], device=str(device))
+    save_checkpoint(out, model, arch, meta)
+    partial.unlink(missing_ok=True)
+    return meta
+
+
+def _dev_loss(model: nn.Module, xd: torch.Tensor, yd: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(sum(nn.functional.mse_loss(model(xd[i:i + 8192]), yd[i:i + 8192],
+                                                reduction="sum")
+                         for i in range(0, len(xd), 8192)) / yd.numel())
+
+
+def _save_partial(path, model, arch, options, opt, sched, gen, state) -> None:
+    training = {"options": options, "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), **state}
+    save_checkpoint(path, model, arch, {"partial": True}, training=training)
+
+
+def _resume(path, options, model, opt, sched, gen) -> dict | None:
+    try:
+        _, ckpt = load_checkpoint(path, expect=PhotCNN)
+    except ValueError as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+    training = ckpt.get("training") or {}
+    if training.get("options") != options:
+        log.warning("ignoring %s: written with other options", path)
+        return None
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(training["optimizer"])
+    sched.load_state_dict(training["scheduler"])
+    gen.set_state(training["generator"])
+    torch.set_rng_state(training["torch_rng"])
+    log.info("resuming %s at epoch %d", path, training["epoch"])
+    return {k: training[k] for k in ("epoch", "best", "best_epoch", "bad", "history",
+                                     "best_state", "elapsed")}
+
+
+# -------------------------------------------------------------------------- prediction
+
+def predict_photcnn(model_path, table, device: str = "auto", allow_missing: bool = False,
+                    batch_size: int = 8192) -> Table:
+    """Predict ``teff`` (K), ``logg`` (dex), ``age_myr``, ``mass`` (M☉), ``av`` (mag).
+
+    Adds ``out_of_domain`` (True where an input lies outside the range of the training
+    sample, or G or the distance is missing; no number is given without G or distance)
+    and ``ood_reason``. The input columns are kept; existing prediction columns replaced.
+    """
+    dev = resolve_device(device)
+    model, ckpt = load_checkpoint(model_path, expect=PhotCNN, device=dev)
+    meta = ckpt["meta"]
+    where = "photometry table" if isinstance(table, Table) else f"photometry table {table}"
+    table = _read(table, "photometry table")
+    x, problems = build_inputs(table, meta["bands"], meta["use_radius_lum"],
+                               allow_missing=allow_missing, where=where)
+    lo, hi = np.asarray(meta["x_min"]), np.asarray(meta["x_max"])
+    tol = 1e-6 * (hi - lo + 1.0)
+    with np.errstate(invalid="ignore"):
+        outside = (x < lo - tol) | (x > hi + tol)
+    reasons = [[] for _ in range(len(x))]
+    for reason, mask in problems.items():
+        for i in np.nonzero(mask)[0]:
+            reasons[i].append(reason)
+    names = meta["features"]
+    for j in range(x.shape[1]):
+        for i in np.nonzero(outside[:, j])[0]:
+            reasons[i].append(f"{names[j]} outside training range")
+    usable = ~(problems["no G"] | problems["no valid distance"])
+    xs = (x - np.asarray(meta["x_mean"])) / np.asarray(meta["x_std"])
+    y = np.full((len(x), len(OUTPUTS)), np.nan)
+    if usable.any():
+        with torch.no_grad():
+            xt = torch.as_tensor(xs[usable], dtype=torch.float32, device=dev)
+            pred = torch.cat([model(xt[i:i + batch_size])
+                              for i in range(0, len(xt), batch_size)]).cpu().numpy()
+        y[usable] = pred * np.asarray(meta["y_std"]) + np.asarray(meta["y_mean"])
+    out = table.copy()
+    clash = [c for c in PREDICTED if c in out.colnames]
+    if clash:
+        log.warning("%s: replacing existing column(s) %s", where, ", ".join(clash))
+        out.remove_columns(clash)
+    col = {o: y[:, i] for i, o in enumerate(OUTPUTS)}
+    out["teff"] = 10 ** col["log_teff"]
+    out["logg"] = col["logg"]
+    out["age_myr"] = 10 ** (col["log_age"] - 6.0)
+    out["mass"] = col["mass"]
+    out["av"] = col["av"]
+    out["out_of_domain"] = np.array([bool(r) for r in reasons], dtype=bool)
+    out["ood_reason"] = ["; ".join(r) for r in reasons]
+    out.meta.update(PCMODEL=str(model_path), PCBANDS=" ".join(meta["bands"]),
+                    PCGRID=meta.get("grid", ""))
+    return out
+
+
+def run_predict(model_path, input, output, device: str = "auto",
+                allow_missing: bool = False) -> Path:
+    """Predict on the table ``input`` and write ``output`` with provenance."""
+    from yso_labels.tables import provenance, write_table
+
+    pred = predict_photcnn(model_path, input, device=device, allow_missing=allow_missing)
+    meta = provenance("photcnn predict", {"model": str(model_path), "input": str(input),
+                                          "allow_missing": allow_missing},
+                      model=str(model_path), grid=pred.meta.get("PCGRID", ""),
+                      n_out_of_domain=int(pred["out_of_domain"].sum()))
+    pred.meta.clear()
+    return write_table(pred, output, meta)
+
+
+# -------------------------------------------------------------------------- evaluation
+
+def scores(pred: Table, truth: Table) -> dict:
+    """Bias (mean) and scatter (std, ddof 0) of prediction − truth per output.
+
+    Units: log_age dex, mass M☉, av mag, log_teff dex (log10 K), logg dex. Rows with a
+    non-finite prediction are left out (counted in ``n``).
+    """
+    values = {"log_age": np.log10(np.asarray(pred["age_myr"], float) * 1e6),
+              "mass": np.asarray(pred["mass"], float), "av": np.asarray(pred["av"], float),
+              "log_teff": np.log10(np.asarray(pred["teff"], float)),
+              "logg": np.asarray(pred["logg"], float)}
+    y = build_targets(truth, "test table")
+    result = {}
+    for i, o in enumerate(OUTPUTS):
+        d = values[o] - y[:, i]
+        d = d[np.isfinite(d)]
+        result[o] = {"bias": float(np.mean(d)), "scatter": float(np.std(d)), "n": int(len(d))}
+    return result
+
+
+def evaluate_photcnn(model_path, test_table, device: str = "auto") -> dict:
+    """Scores (:func:`scores`) of the model on a synthetic test table with truth columns.
+
+    Raises ``ValueError`` when the test table was drawn for another band set.
+    """
+    _, ckpt = load_checkpoint(model_path, expect=PhotCNN)
+    table = _read(test_table, "test table")
+    bands = table_bands(table)
+    if bands != list(ckpt["meta"]["bands"]):
+        raise ValueError(f"model {model_path} was trained on bands "
+                         f"{' '.join(ckpt['meta']['bands'])}; test table {test_table} has "
+                         f"{' '.join(bands)}")
+    pred = predict_photcnn(model_path, table, device=device)
+    result = scores(pred, table)
+    result["n_out_of_domain"] = int(pred["out_of_domain"].sum())
+    result["units"] = {"log_age": "dex", "mass": "Msun", "av": "mag",
+                       "log_teff": "dex", "logg": "dex"}
+    return result
