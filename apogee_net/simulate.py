@@ -143,10 +143,14 @@ def check_labels(labels: np.ndarray, ids: Sequence[str], emulator: PayneEmulator
     """Labels (n, 4) checked against the emulator's range; returns (labels, clipped).
 
     ``out_of_range="error"`` (default) raises ``ValueError`` naming the stars and labels out
-    of range; ``"clip"`` moves them to the range edge, warns, and flags them.
+    of range; ``"clip"`` moves them to the range edge, warns, and flags them;
+    ``"extrapolate"`` keeps them (the emulator is a smooth network, so a spectrum a few
+    hundred K beyond its grid is still a smooth function of the labels, though not a
+    validated one), warns, and flags them.
     """
-    if out_of_range not in ("error", "clip"):
-        raise ValueError(f"out_of_range must be 'error' or 'clip', got {out_of_range!r}")
+    if out_of_range not in ("error", "clip", "extrapolate"):
+        raise ValueError("out_of_range must be 'error', 'clip' or 'extrapolate', "
+                         f"got {out_of_range!r}")
     names = ("teff", "logg", "fe_h", "alpha_fe")
     lo, hi = (EMULATOR_RANGE if emulator is None else (emulator.x_min, emulator.x_max))
     bad_nan = ~np.isfinite(labels)
@@ -162,8 +166,11 @@ def check_labels(labels: np.ndarray, ids: Sequence[str], emulator: PayneEmulator
         msg = f"{int(clipped.sum())} star(s) outside the emulator's label range ({examples})"
         if out_of_range == "error":
             raise ValueError(msg + "; pass out_of_range='clip' (--out-of-range clip) to clip")
-        warnings.warn(msg + "; clipped to the range and flagged (LBLCLIP)", stacklevel=3)
-        labels = np.clip(labels, lo, hi)
+        if out_of_range == "extrapolate":
+            warnings.warn(msg + "; extrapolated and flagged (LBLCLIP)", stacklevel=3)
+        else:
+            warnings.warn(msg + "; clipped to the range and flagged (LBLCLIP)", stacklevel=3)
+            labels = np.clip(labels, lo, hi)
     return labels, clipped
 
 

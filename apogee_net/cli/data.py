@@ -53,9 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--convention", choices=("dr17", "dr13"), default="dr17",
                    help="layout of pixels without data (default dr17: NaN, 2 rows)")
-    p.add_argument("--out-of-range", choices=("error", "clip"), default="error",
-                   help="labels outside the emulator's range: stop (default) or clip and "
-                   "flag (LBLCLIP)")
+    p.add_argument("--out-of-range", choices=("error", "clip", "extrapolate"),
+                   default="error", help="labels outside the emulator's range: stop "
+                   "(default), clip, or extrapolate the emulator; flagged LBLCLIP")
     p.add_argument("--overwrite", action="store_true", help="rewrite existing files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)

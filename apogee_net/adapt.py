@@ -1,0 +1,178 @@
+"""Stratified adaptation of a converged APOGEE Net for the rare groups (Olney et al. 2020 §3.4).
+
+After training on everything, training continues on all YSO and M-dwarf training stars plus a
+random ``fraction`` (5 %) of the Payne training stars. Each round trains with early stopping
+(:func:`apogee_net.train.fit`), starting from the best model so far; then a new random
+fraction of the Payne stars is drawn. The adaptation stops when the YSO and M-dwarf dev loss
+(the mean over the two groups of the standardised MSE of §3.3) no longer improves.
+
+Within a round, early stopping watches a fixed dev set of the same composition: all YSO and
+M-dwarf dev stars plus a fixed ``fraction`` of the Payne dev stars. The groups come from the
+label table's ``source`` column (``payne``, ``mstar``, ``yso``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from apogee_net.model import APOGEENet, Preprocess
+from apogee_net.train import BEST_NAME, TrainOptions, fit, predict_dataset, standardised_mse
+from yso_labels.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.tables import atomic_path
+
+log = logging.getLogger(__name__)
+
+RARE = ("mstar", "yso")
+MAJORITY = "payne"
+LOG_NAME = "adapt_log.csv"
+
+
+def draw_subset(indices: np.ndarray, fraction: float, seed: int, round_: int) -> np.ndarray:
+    """A random ``fraction`` (at least one) of ``indices``, sorted; reproducible for
+    ``(seed, round_)`` and different from round to round."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    indices = np.asarray(indices)
+    if len(indices) == 0:
+        return indices
+    n = max(1, int(round(fraction * len(indices))))
+    rng = np.random.default_rng([seed, round_])
+    return np.sort(rng.choice(indices, size=n, replace=False))
+
+
+def group_losses(pred: np.ndarray, target: np.ndarray, label_std: np.ndarray,
+                 source: np.ndarray) -> dict[str, float]:
+    """Standardised MSE (§3.3) per group present in ``source``."""
+    z2 = ((pred - target) / label_std) ** 2
+    return {g: float(np.nanmean(z2[source == g])) for g in np.unique(source)}
+
+
+def rare_loss(losses: dict[str, float]) -> float:
+    """Mean of the YSO and M-dwarf dev losses (those present)."""
+    vals = [losses[g] for g in RARE if g in losses]
+    if not vals:
+        raise ValueError("no YSO or M-dwarf stars in the dev split: nothing to adapt for")
+    return float(np.mean(vals))
+
+
+def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=None,
+          max_rounds: int = 20, round_patience: int = 1, max_epochs: int = 30,
+          patience: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          device: str = "auto", workers: int = 0, min_improvement: float = 1e-3,
+          progress: bool = True) -> Table:
+    """Stratified adaptation of the model in ``run`` (a run directory or its ``model.pt``),
+    writing the adapted model to ``out/model.pt`` and the round log to
+    ``out/adapt_log.csv``; returns the log as a Table.
+
+    ``store``, ``labels``: default to those the run was trained on. ``round_patience``:
+    rounds without a relative improvement of ``min_improvement`` in the rare-group dev loss
+    before stopping. Training options default to the run's.
+    """
+    from apogee_net.store import SpectraDataset, join_labels
+
+    run = Path(run)
+    model_path = run / BEST_NAME if run.is_dir() else run
+    model, ckpt = load_checkpoint(model_path, expect=APOGEENet)
+    meta = dict(ckpt["meta"])
+    store = store or meta.get("store")
+    labels = labels or meta.get("labels_path")
+    if not store or not labels:
+        raise ValueError(f"{model_path}: the run does not record its store/labels; "
+                         "pass store= and labels=")
+    names = list(meta["label_names"])
+    prep = Preprocess.from_meta(meta)
+    label_std = np.asarray(prep.label_scaler.std)
+    old = meta.get("train_options", {})
+    options = TrainOptions(
+        batch_size=batch_size or old.get("batch_size", 128), lr=lr or old.get("lr", 1e-3),
+        dropout=old.get("dropout", 0.1), patience=patience or old.get("patience", 5),
+        max_epochs=max_epochs, seed=seed, device=device, workers=workers, progress=progress)
+
+    rows, joined, _ = join_labels(store, labels, label_columns=names)
+    source = np.array([str(s).strip().lower() for s in joined["source"]])
+    split = np.array([str(s).strip().lower() for s in joined["split"]])
+    targets = np.column_stack([np.asarray(joined[c], float) for c in names])
+    rare_train = np.flatnonzero(np.isin(source, RARE) & (split == "train"))
+    payne_train = np.flatnonzero((source == MAJORITY) & (split == "train"))
+    if len(rare_train) == 0:
+        raise ValueError(f"label table {labels}: no YSO or M-dwarf training stars with spectra")
+    dev_idx = np.concatenate([np.flatnonzero(np.isin(source, RARE) & (split == "dev")),
+                              draw_subset(np.flatnonzero((source == MAJORITY) & (split == "dev")),
+                                          fraction, seed, 0)])
+    full_dev = np.flatnonzero(split == "dev")
+
+    def dataset(idx):
+        return SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+
+    def dev_losses():
+        pred, tgt = predict_dataset(model, dataset(full_dev), prep, device=device)
+        return group_losses(pred, tgt, label_std, source[full_dev])
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = out / "_round"
+    losses = dev_losses()
+    best = rare_loss(losses)
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    history = [{"round": 0, "n_train": 0, "n_payne": 0, "epochs": 0, "rare_dev": best,
+                "kept": 1, **{f"dev_{g}": v for g, v in losses.items()}}]
+    log.info("adaptation start: dev losses %s", _fmt(losses))
+    bad = 0
+    for r in range(1, max_rounds + 1):
+        subset = draw_subset(payne_train, fraction, seed, r)
+        train_idx = np.concatenate([rare_train, subset])
+        shutil.rmtree(scratch, ignore_errors=True)
+        result = fit(model, dataset(train_idx), dataset(dev_idx), standardised_mse, scratch,
+                     options, meta, prepare=prep, init_state=best_state)
+        losses = dev_losses()
+        loss = rare_loss(losses)
+        kept = loss < best * (1 - min_improvement)
+        history.append({"round": r, "n_train": len(train_idx), "n_payne": len(subset),
+                        "epochs": len(result.history), "rare_dev": loss, "kept": int(kept),
+                        **{f"dev_{g}": v for g, v in losses.items()}})
+        log.info("round %d: %d training stars (%d Payne), %d epochs, dev losses %s%s", r,
+                 len(train_idx), len(subset), len(result.history), _fmt(losses),
+                 " (best)" if kept else "")
+        if kept:
+            best, bad = loss, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            save_checkpoint(out / BEST_NAME, model, ckpt["arch_kwargs"], {
+                **meta, "labels_path": str(labels), "store": str(store),
+                "adaptation": {"from": str(model_path), "fraction": fraction, "seed": seed,
+                               "rounds": r, "options": asdict(options),
+                               "method": "Olney et al. 2020 sec. 3.4 stratified sampling"}})
+        else:
+            bad += 1
+            model.load_state_dict(best_state)  # reload the best model
+        _write_log(out / LOG_NAME, history)
+        if bad >= round_patience:
+            log.info("rare-group dev loss no longer improves: stopping after round %d", r)
+            break
+    shutil.rmtree(scratch, ignore_errors=True)
+    if not (out / BEST_NAME).exists():  # no round improved: the input model stands
+        log.warning("no adaptation round improved the YSO/M-dwarf dev loss; %s is a copy of "
+                    "%s", out / BEST_NAME, model_path)
+        shutil.copyfile(model_path, out / BEST_NAME)
+    return Table(rows=history)
+
+
+def _fmt(losses: dict[str, float]) -> str:
+    return ", ".join(f"{g} {v:.4f}" for g, v in sorted(losses.items()))
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    keys = sorted({k for h in history for k in h}, key=lambda k: (k.startswith("dev_"), k))
+    tmp, final = atomic_path(path)
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, final)

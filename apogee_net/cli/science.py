@@ -1,0 +1,56 @@
+"""``apogee-net adapt`` (stratified adaptation) and ``apogee-net evaluate`` (Tables 2–3,
+σ calibration, figures)."""
+
+from __future__ import annotations
+
+
+def _cmd_adapt(args) -> None:
+    from apogee_net.adapt import adapt
+
+    log = adapt(args.run, args.out, fraction=args.fraction, seed=args.seed, store=args.store,
+                labels=args.labels, max_rounds=args.max_rounds,
+                round_patience=args.round_patience, max_epochs=args.max_epochs,
+                device=args.device)
+    kept = [int(r["round"]) for r in log if r["kept"] and r["round"] > 0]
+    print(f"{len(log) - 1} round(s); kept rounds {kept or 'none'}; model in {args.out}/model.pt")
+
+
+def _cmd_evaluate(args) -> None:
+    from apogee_net.evalreport import evaluate_model, format_report
+
+    summary = evaluate_model(args.model, args.store, args.labels, args.out,
+                             realizations=args.realizations, seed=args.seed, device=args.device,
+                             apply_calibration=args.apply_calibration)
+    print(format_report(summary))
+    print(f"report and figures in {args.out}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("adapt", help="stratified adaptation for YSOs and M dwarfs "
+                       "(Olney et al. 2020 sec. 3.4)")
+    p.add_argument("--run", required=True, help="run directory (or model.pt) of a trained model")
+    p.add_argument("--out", required=True, help="directory for the adapted model")
+    p.add_argument("--fraction", type=float, default=0.05,
+                   help="fraction of Payne training stars drawn each round (default 0.05)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", help="HDF5 store (default: the one the run was trained on)")
+    p.add_argument("--labels", help="label table (default: the one the run was trained on)")
+    p.add_argument("--max-rounds", type=int, default=20)
+    p.add_argument("--round-patience", type=int, default=1,
+                   help="rounds without YSO/M-dwarf improvement before stopping")
+    p.add_argument("--max-epochs", type=int, default=30, help="epochs per round at most")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_adapt)
+
+    p = sub.add_parser("evaluate", help="Tables 2-3, uncertainty calibration and figures")
+    p.add_argument("--model", required=True, help="model checkpoint (RUN/model.pt)")
+    p.add_argument("--store", required=True, help="HDF5 store with the spectra")
+    p.add_argument("--labels", required=True, help="label table with split and source")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--realizations", type=int, default=100,
+                   help="perturbed realizations per spectrum (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--apply-calibration", action="store_true",
+                   help="store the dev-split sigma scale factors in the model checkpoint")
+    p.set_defaults(func=_cmd_evaluate)
