@@ -9,8 +9,7 @@ from astropy.table import Table
 
 from apogee_net import adapt as adapt_mod
 from apogee_net.adapt import adapt, draw_subset
-from apogee_net.train import FitResult, train_apogee_net
-from tests.test_train import make_store
+from apogee_net.train import FitResult
 from yso_labels.checkpoint import read_checkpoint
 
 torch.set_num_threads(1)
@@ -25,23 +24,6 @@ def test_draw_subset_fraction_and_reproducibility():
     assert len(draw_subset(np.arange(5), 0.05, 0, 1)) == 1
     with pytest.raises(ValueError):
         draw_subset(idx, 0.0, 0, 1)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("adapt")
-    table = make_store(tmp / "s.h5", n=120, npix=256)
-    source = np.array(["payne"] * 80 + ["mstar"] * 20 + ["yso"] * 20)
-    split = np.array(["train"] * 120, dtype="U5")
-    for grp in ("payne", "mstar", "yso"):
-        i = np.flatnonzero(source == grp)
-        split[i[int(0.6 * len(i)):int(0.8 * len(i))]] = "dev"
-        split[i[int(0.8 * len(i)):]] = "test"
-    table["source"], table["split"] = source, split
-    table.write(tmp / "labels.csv")
-    train_apogee_net(tmp / "s.h5", tmp / "labels.csv", tmp / "run", max_epochs=1,
-                     batch_size=16, device="cpu", progress=False)
-    return tmp, table
 
 
 def test_round_logic_keeps_best_and_reloads(tiny_run, monkeypatch, tmp_path):
