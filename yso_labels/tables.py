@@ -58,6 +58,7 @@ def read_table(path: str | os.PathLike, required: Iterable[str] = (),
             table = Table.read(path, format="ascii.basic", delimiter=r"\s")
     except Exception as exc:  # astropy raises many kinds; give one clear message
         raise TableError(f"{what} {path}: cannot be read as a table ({exc})") from exc
+    table.convert_bytestring_to_unicode()  # FITS strings arrive as bytes
     check_columns(table, required, f"{what} {path}")
     return table
 
