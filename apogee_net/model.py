@@ -7,10 +7,14 @@ layers 64·133 → 512 → 512 → n_targets with dropout on the two hidden ones
 channel, 3 targets and the 8575-pixel apStar grid this is 4,655,275 parameters (the figure
 of the peer code in SDSS's astra pipeline, FACTS §3).
 
-Departures from the paper, both measured (FACTS §3): weights start from a Kaiming-normal
-initialisation (PyTorch's default barely trains this plain ReLU stack), and the flux is
-standardised per pixel over the training split (the paper used the raw flux). Pixels without
-data (non-finite flux or error, non-positive error) become 0 after standardisation, i.e. the
+Departures from the paper, all measured: weights start from a Kaiming-normal initialisation
+(PyTorch's default barely trains this plain ReLU stack, FACTS §3); the flux is standardised
+per pixel over the training split (the paper used the raw flux); and by default each
+spectrum is first divided by its median flux (``flux_norm="median"``). On 1,000
+Payne-emulated spectra whose brightness spans H = 7–12.2 mag (a factor 120 in flux), three
+epochs without the median scaling left the dev loss at 1.04 (nothing learnt; a ridge
+regression failed too: 689 K in Teff), with it 0.35 (ridge: 28 K). Pixels without data
+(non-finite flux or error, non-positive error) become 0 after standardisation, i.e. the
 training-set mean.
 """
 
@@ -24,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from apogee_net.apstar import BAD_ERROR  # errors ≥ 1e9 mark pixels without data (FACTS §3)
+
 #: Channels of the 12 convolutional layers (Olney et al. 2020, Appendix B).
 CONV_CHANNELS = (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64)
 #: Pixels of the apStar grid (FACTS §3).
@@ -31,9 +37,6 @@ APSTAR_NPIX = 8575
 #: Label order of the network's output, as in the astra peer code (log g in dex, Teff in K,
 #: [Fe/H] in dex).
 LABEL_NAMES = ("logg", "teff", "fe_h")
-#: Errors at or above this (flux units, 1e-17 erg/s/cm²/Å) mark pixels without data
-#: (DR13 apStar files use 1e10 outside the chips, FACTS §3).
-BAD_ERROR = 1e9
 
 
 class APOGEENet(nn.Module):
@@ -68,12 +71,15 @@ class APOGEENet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal weights (fan-in, ReLU gain), zero biases; the output layer uses
-        the linear gain. He et al. 2015; FACTS §3 for why the default init is not used."""
+        """Kaiming-normal weights (fan-in, ReLU gain; He et al. 2015), zero biases; FACTS §3
+        for why PyTorch's default init is not used. The output layer starts 10× smaller
+        than Kaiming's linear gain (std 0.1/√512): the max pools inflate the activations'
+        second moment, and a full-size output layer starts with standardised-target losses
+        of ~16 instead of ~1."""
         for layer in [*self.convs, self.fc1, self.fc2]:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             nn.init.zeros_(layer.bias)
-        nn.init.kaiming_normal_(self.fc3.weight, nonlinearity="linear")
+        nn.init.normal_(self.fc3.weight, std=0.1 / self.fc3.in_features ** 0.5)
         nn.init.zeros_(self.fc3.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,17 +120,15 @@ class Standardiser:
             raise ValueError("standardiser: std must be finite and positive")
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Standardiser:
-        """Mean and std (ddof 0) of the finite values of each column of ``x`` (n, k)."""
-        x = np.asarray(x, dtype=np.float64)
-        finite = np.isfinite(x)
-        if not finite.any(axis=0).all():
-            raise ValueError("standardiser: a column has no finite value")
-        count = finite.sum(axis=0)
-        mean = np.where(finite, x, 0.0).sum(axis=0) / count
-        var = np.where(finite, (x - mean) ** 2, 0.0).sum(axis=0) / count
-        std = np.sqrt(var)
-        return cls(mean, np.where(std > 0, std, 1.0))
+    def fit(cls, x: np.ndarray, empty_ok: bool = False) -> Standardiser:
+        """Mean and std (ddof 0) of the finite values of each column of ``x`` (n, k).
+
+        Columns without any finite value raise, unless ``empty_ok`` (then mean 0, std 1);
+        constant columns get std 1.
+        """
+        moments = Moments(np.asarray(x).shape[-1])
+        moments.add(x)
+        return moments.standardiser(empty_ok)
 
     def transform(self, x):
         """Standardise (numpy array or torch tensor)."""
@@ -156,6 +160,39 @@ class Standardiser:
         return cls(d["mean"], d["std"])
 
 
+class Moments:
+    """Streaming per-column mean and variance of finite values (Chan et al. 1979 pairwise
+    update, float64), so a flux standardiser can be fitted over a store chunk by chunk."""
+
+    def __init__(self, k: int):
+        self.count = np.zeros(k)
+        self.mean = np.zeros(k)
+        self.m2 = np.zeros(k)
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, self.count.size)
+        finite = np.isfinite(x)
+        n = finite.sum(axis=0)
+        safe = np.maximum(n, 1)
+        mean = np.where(finite, x, 0.0).sum(axis=0) / safe
+        m2 = np.where(finite, (x - mean) ** 2, 0.0).sum(axis=0)
+        total = self.count + n
+        delta = mean - self.mean
+        frac = np.divide(n, total, out=np.zeros_like(self.mean), where=total > 0)
+        self.mean = self.mean + delta * frac
+        self.m2 = self.m2 + m2 + delta ** 2 * self.count * frac
+        self.count = total
+
+    def standardiser(self, empty_ok: bool = False) -> Standardiser:
+        empty = self.count == 0
+        if empty.any() and not empty_ok:
+            raise ValueError(f"standardiser: column(s) {np.flatnonzero(empty)[:10].tolist()} "
+                             "have no finite value")
+        std = np.sqrt(np.divide(self.m2, self.count, out=np.zeros_like(self.m2),
+                                where=~empty))
+        return Standardiser(np.where(empty, 0.0, self.mean), np.where(std > 0, std, 1.0))
+
+
 def valid_pixels(flux, error):
     """Pixels with data: finite flux, finite error with 0 < error < :data:`BAD_ERROR`.
 
@@ -168,17 +205,76 @@ def valid_pixels(flux, error):
         return np.isfinite(flux) & np.isfinite(error) & (error > 0) & (error < BAD_ERROR)
 
 
-def model_input(flux: torch.Tensor, error: torch.Tensor | None,
-                flux_scaler: Standardiser) -> torch.Tensor:
-    """Network input ``(n, 1, npix)`` from raw flux ``(n, npix)``: per-pixel standardised,
-    pixels without data (see :func:`valid_pixels`; all non-finite ones when ``error`` is
-    None) set to 0."""
+#: Per-spectrum flux scalings applied before the per-pixel standardisation.
+FLUX_NORMS = ("none", "median")
+
+
+def scale_flux(flux: torch.Tensor, error: torch.Tensor | None,
+               flux_norm: str = "none") -> torch.Tensor:
+    """Flux ``(n, npix)`` as float32 with NaN at pixels without data (:func:`valid_pixels`;
+    every non-finite one when ``error`` is None), divided by each spectrum's median over
+    the pixels with data when ``flux_norm="median"`` (a lossless rescaling that removes the
+    star's brightness, which depends on distance rather than labels; the paper fed the raw
+    flux, §3.1)."""
+    if flux_norm not in FLUX_NORMS:
+        raise ValueError(f"flux_norm must be one of {FLUX_NORMS}, got {flux_norm!r}")
     flux = flux.float()
-    z = flux_scaler.transform(flux)
-    good = torch.isfinite(z)
+    good = torch.isfinite(flux)
     if error is not None:
         good &= valid_pixels(flux, error.float())
-    return torch.where(good, z, torch.zeros((), dtype=z.dtype, device=z.device)).unsqueeze(1)
+    flux = torch.where(good, flux, torch.full((), float("nan"), device=flux.device))
+    if flux_norm == "median":
+        med = flux.nanmedian(dim=1, keepdim=True).values
+        flux = flux / torch.where(torch.isfinite(med) & (med > 0), med, torch.ones_like(med))
+    return flux
+
+
+def model_input(flux: torch.Tensor, error: torch.Tensor | None, flux_scaler: Standardiser,
+                flux_norm: str = "none") -> torch.Tensor:
+    """Network input ``(n, 1, npix)`` from raw flux ``(n, npix)`` (1e-17 erg/s/cm²/Å):
+    :func:`scale_flux`, then standardised per pixel, pixels without data set to 0."""
+    z = flux_scaler.transform(scale_flux(flux, error, flux_norm))
+    return torch.where(torch.isfinite(z), z, torch.zeros((), dtype=z.dtype,
+                                                         device=z.device)).unsqueeze(1)
+
+
+class Preprocess:
+    """``prepare`` step of :func:`apogee_net.train.fit` for spectra: sets ``batch["input"]``
+    (:func:`model_input`) and standardises ``batch["target"]`` when a label scaler is given."""
+
+    def __init__(self, flux_scaler: Standardiser, label_scaler: Standardiser | None = None,
+                 flux_norm: str = "none"):
+        if flux_norm not in FLUX_NORMS:
+            raise ValueError(f"flux_norm must be one of {FLUX_NORMS}, got {flux_norm!r}")
+        self.flux_scaler, self.label_scaler = flux_scaler, label_scaler
+        self.flux_norm = flux_norm
+
+    def inputs(self, flux: torch.Tensor, error: torch.Tensor | None) -> torch.Tensor:
+        """Network input ``(n, 1, npix)`` (see :func:`model_input`)."""
+        return model_input(flux, error, self.flux_scaler, self.flux_norm)
+
+    def labels(self, z: torch.Tensor) -> torch.Tensor:
+        """Network output back to physical label units."""
+        return z if self.label_scaler is None else self.label_scaler.inverse(z)
+
+    def to_meta(self) -> dict:
+        """Checkpoint metadata of this preprocessing (see :meth:`from_meta`)."""
+        return {"flux_scaler": self.flux_scaler.to_dict(), "flux_norm": self.flux_norm,
+                "label_scaler": (None if self.label_scaler is None
+                                 else self.label_scaler.to_dict())}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Preprocess:
+        label = meta.get("label_scaler")
+        return cls(Standardiser.from_dict(meta["flux_scaler"]),
+                   None if label is None else Standardiser.from_dict(label),
+                   meta.get("flux_norm", "none"))
+
+    def __call__(self, batch: dict) -> dict:
+        batch["input"] = self.inputs(batch["flux"], batch.get("error"))
+        if self.label_scaler is not None and "target" in batch:
+            batch["target"] = self.label_scaler.transform(batch["target"].float())
+        return batch
 
 
 def check_label_names(names: Sequence[str], n_targets: int, where: str) -> list[str]:

@@ -1,0 +1,80 @@
+"""``apogee-net train`` and ``apogee-net predict`` (Olney et al. 2020 §3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from yso_labels.runtime import DEVICES
+
+
+def _device(text: str) -> str:
+    if text in DEVICES or text.startswith("cuda:"):
+        return text
+    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+
+
+def _cmd_train(args) -> None:
+    from apogee_net.train import train_apogee_net
+
+    result = train_apogee_net(
+        args.store, args.labels, args.out, max_epochs=args.max_epochs,
+        batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
+        seed=args.seed, resume=args.resume, amp=args.amp, workers=args.workers,
+        dropout=args.dropout, flux_norm=args.flux_norm)
+    if result.model_path is not None:
+        print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
+              f"{result.model_path}")
+
+
+def _cmd_predict(args) -> None:
+    from apogee_net.predict import predict_catalog
+
+    path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
+                           device=args.device, batch_size=args.batch_size, seed=args.seed,
+                           chunk_size=args.chunk_size, workers=args.workers)
+    print(f"wrote {path}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train APOGEE Net on a spectra store and a label table",
+                       description="Train the 12-layer CNN of Olney et al. (2020) with early "
+                       "stopping on the dev split; writes RUNDIR/model.pt (best), last.pt "
+                       "(resume) and train_log.csv. Under torchrun: data parallel.")
+    p.add_argument("--store", required=True, help="HDF5 store made by `apogee-net ingest`")
+    p.add_argument("--labels", required=True,
+                   help="label table: apogee_id, logg, teff, fe_h, source, split")
+    p.add_argument("--out", required=True, metavar="RUNDIR", help="run directory")
+    p.add_argument("--max-epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch (paper: 128)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="epochs without a better dev loss before stopping (paper: 5)")
+    p.add_argument("--dropout", type=float, default=0.1, help="FC dropout (paper: 0.1)")
+    p.add_argument("--flux-norm", choices=("median", "none"), default="median",
+                   help="divide each spectrum by its median before the per-pixel "
+                   "standardisation (default), or not (the paper's raw flux)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt")
+    p.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="labels with uncertainties for stores or apStar files",
+                       description="Predict log g, Teff, [Fe/H] and their uncertainties "
+                       "(perturbed realizations, Olney et al. 2020 §3.5) into a FITS "
+                       "catalogue; resumable (OUT.parts/).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="stores (.h5), apStar files or directories of them")
+    p.add_argument("--model", required=True, help="RUNDIR/model.pt")
+    p.add_argument("--out", required=True, metavar="CATALOG.fits")
+    p.add_argument("--realizations", type=int, default=100,
+                   help="perturbed copies per spectrum (paper: 100; 0: no uncertainties)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows per forward pass (default 256 on CPU, 2048 on GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=1024,
+                   help="spectra per resumable part")
+    p.add_argument("--workers", type=int, default=4, help="threads reading apStar files")
+    p.set_defaults(func=_cmd_predict)

@@ -1,0 +1,356 @@
+"""Streaming prediction of a FITS catalogue from a trained APOGEE Net (Olney et al. 2020 §3.5).
+
+Inputs are HDF5 stores (:mod:`apogee_net.store`), apStar files or directories of them. They
+are planned into chunks of at most ``chunk_size`` spectra (a store's row range, or a list of
+files read with :func:`apogee_net.apstar.read_apstar`), so memory never holds more than one
+chunk. Each finished chunk is written atomically to ``OUT.parts/part-NNNNNN.fits``; a rerun
+with the same model, inputs and options skips the finished chunks, and the parts are
+concatenated into ``OUT`` at the end (atomic rename), then removed.
+
+:func:`stream_predict` is the model-agnostic part (plan → read → predict → parts → catalogue),
+shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net call behind
+``apogee-net predict``.
+
+Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, flags`` with labels in
+the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex) and the flag bits of
+:data:`FLAGS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from astropy.table import Table, vstack
+
+from apogee_net.model import APOGEENet, Preprocess, check_label_names, valid_pixels
+from apogee_net.uncertainty import default_chunk_rows, perturbed_predict
+from yso_labels.checkpoint import load_checkpoint
+from yso_labels.runtime import resolve_device
+from yso_labels.tables import atomic_path, provenance, write_table
+
+log = logging.getLogger(__name__)
+
+#: Flag bits of the catalogue's ``flags`` column: name → (bit value, meaning).
+FLAGS = {
+    "LOW_SNR": (1, "SNR < 1 or unknown (SNR ~ 0)"),
+    "BAD_PIXELS": (2, "fewer than half of the pixels have finite flux and valid error"),
+    "OUT_OF_RANGE": (4, "a label outside the range of the training labels"),
+    "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
+}
+#: SNR below this is "SNR ≈ 0" (paper §4 removed such sources).
+SNR_ZERO = 1.0
+#: Minimum fraction of pixels with data (the apStar chips cover ~84% of the grid).
+MIN_VALID_FRACTION = 0.5
+STORE_SUFFIXES = (".h5", ".hdf5")
+SPECTRUM_SUFFIXES = (".fits", ".fits.gz", ".fit")
+
+
+def flag_value(*names: str) -> int:
+    """Bit value of flag ``names`` (see :data:`FLAGS`)."""
+    return int(sum(FLAGS[n][0] for n in names))
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class LoadedModel:
+    """A checkpoint ready for prediction: the network and its standardisation."""
+
+    model: torch.nn.Module
+    label_names: list[str]
+    preprocess: Preprocess
+    label_range: np.ndarray  # (2, k) min and max of the training labels
+    npix: int
+    path: Path
+    sha256: str
+    checkpoint: dict
+
+
+def load_model(path, device="cpu", expect: type = APOGEENet) -> LoadedModel:
+    """Load an APOGEE Net checkpoint written by :mod:`apogee_net.train` with clear errors for
+    other architectures or an incomplete standardisation."""
+    path = Path(path)
+    model, ckpt = load_checkpoint(path, expect=expect, device=device)
+    meta = ckpt["meta"]
+    missing = [k for k in ("label_names", "flux_scaler", "label_scaler") if k not in meta]
+    if missing:
+        raise ValueError(f"model checkpoint {path}: lacks {', '.join(missing)} (not trained "
+                         "by apogee-net train?)")
+    names = check_label_names(meta["label_names"], model.n_targets, f"model checkpoint {path}")
+    prep = Preprocess.from_meta(meta)
+    shapes = (prep.flux_scaler.mean.shape,
+              None if prep.label_scaler is None else prep.label_scaler.mean.shape)
+    if shapes != ((model.npix,), (len(names),)):
+        raise ValueError(f"model checkpoint {path}: standardisation shapes {shapes} do not "
+                         f"match {model.npix} pixels and {len(names)} labels")
+    lrange = np.asarray(meta.get("label_range", [[-np.inf] * len(names), [np.inf] * len(names)]),
+                        dtype=float)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadedModel(model, names, prep, lrange, model.npix, path, digest, ckpt)
+
+
+# --------------------------------------------------------------------------- inputs
+def plan_chunks(inputs: Sequence, chunk_size: int = 1024) -> list[dict[str, Any]]:
+    """Chunks of the inputs: ``{"store": path, "start": i, "stop": j}`` or ``{"files": [...]}``.
+
+    An input is a store (``.h5``/``.hdf5``), an apStar file, or a directory (its ``*.fits``,
+    ``*.fits.gz`` and stores, sorted). The plan is deterministic, so chunk *k* is the same
+    spectra on every run.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise ValueError("no input given: a store, apStar files or a directory")
+    chunks: list[dict[str, Any]] = []
+    files: list[str] = []
+
+    def flush():
+        for i in range(0, len(files), chunk_size):
+            chunks.append({"files": files[i:i + chunk_size]})
+        files.clear()
+
+    for item in _expand(inputs):
+        if item.name.lower().endswith(STORE_SUFFIXES):
+            flush()
+            n = _store_length(item)
+            for start in range(0, n, chunk_size):
+                chunks.append({"store": str(item), "start": start,
+                               "stop": min(n, start + chunk_size)})
+        else:
+            files.append(str(item))
+    flush()
+    return chunks
+
+
+def _expand(inputs: Iterable) -> list[Path]:
+    out = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(
+                STORE_SUFFIXES + SPECTRUM_SUFFIXES))
+            if not found:
+                raise FileNotFoundError(f"{path}: directory holds no apStar FITS file or store")
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such input file or directory")
+    return out
+
+
+def _store_length(path: Path) -> int:
+    from apogee_net.store import open_store
+
+    with open_store(path) as h5:
+        return int(h5["flux"].shape[0])
+
+
+def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> dict[str, Any]:
+    """Spectra of one chunk: ``flux, error`` (n, npix) float32 (NaN where no data),
+    ``apogee_id, ra, dec, snr`` and ``readable`` (False for unreadable files)."""
+    if "store" in chunk:
+        return _read_store(Path(chunk["store"]), chunk["start"], chunk["stop"], npix)
+    from apogee_net.apstar import read_apstar
+
+    def one(path):
+        try:
+            return read_apstar(path)
+        except ValueError as exc:  # ApStarError and friends: a per-row flag, not a crash
+            log.warning("%s", exc)
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        spectra = list(pool.map(one, chunk["files"]))
+    n = len(spectra)
+    out = {"flux": np.full((n, npix), np.nan, np.float32),
+           "error": np.full((n, npix), np.nan, np.float32),
+           "apogee_id": [], "ra": np.full(n, np.nan), "dec": np.full(n, np.nan),
+           "snr": np.full(n, np.nan), "readable": np.zeros(n, bool)}
+    for i, (path, sp) in enumerate(zip(chunk["files"], spectra, strict=True)):
+        if sp is None:
+            out["apogee_id"].append(_id_from_name(path))
+            continue
+        if sp.flux.shape[-1] != npix:
+            raise ValueError(f"{path}: {sp.flux.shape[-1]} pixels, the model expects {npix}")
+        out["flux"][i], out["error"][i] = sp.flux, sp.error
+        out["apogee_id"].append(sp.apogee_id)
+        out["ra"][i], out["dec"][i], out["snr"][i] = sp.ra, sp.dec, sp.snr
+        out["readable"][i] = True
+    return out
+
+
+def _id_from_name(path: str) -> str:
+    name = Path(path).name
+    for suffix in SPECTRUM_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.split("-", 2)[-1] if name.startswith("apStar-") else name
+
+
+def _read_store(path: Path, start: int, stop: int, npix: int) -> dict[str, Any]:
+    from apogee_net.store import open_store
+
+    with open_store(path) as h5:
+        if h5["flux"].shape[1] != npix:
+            raise ValueError(f"store {path}: {h5['flux'].shape[1]} pixels per spectrum, the "
+                             f"model expects {npix}")
+        out = {"flux": np.asarray(h5["flux"][start:stop], np.float32),
+               "error": np.asarray(h5["error"][start:stop], np.float32)}
+        ids = h5["apogee_id"][start:stop]
+        out["apogee_id"] = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        for key in ("ra", "dec", "snr"):
+            out[key] = (np.asarray(h5[key][start:stop], float) if key in h5
+                        else np.full(stop - start, np.nan))
+    out["readable"] = np.ones(stop - start, bool)
+    return out
+
+
+# --------------------------------------------------------------------------- streaming
+def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
+                   predict_fn: Callable[[Any, int], Table], out, meta: dict,
+                   manifest: dict, progress: bool = True) -> Path:
+    """Model-agnostic streaming: for each chunk *k* (in order), ``predict_fn(read_fn(chunk),
+    offset)`` returns its catalogue rows (``offset``: index of the chunk's first spectrum in
+    the whole run, for per-star seeds); rows go to ``OUT.parts/part-k.fits``, finished parts
+    are skipped on a rerun with the same ``manifest`` (JSON-able: model, inputs, options), and
+    the parts are joined into ``out`` (written with ``meta`` by
+    :func:`yso_labels.tables.write_table`)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    parts = Path(str(out) + ".parts")
+    plan = json.dumps(list(chunks), default=str, sort_keys=True).encode()
+    manifest = json.loads(json.dumps({**manifest, "n_chunks": len(chunks),
+                                      "chunks_sha256": hashlib.sha256(plan).hexdigest()},
+                                     default=str))
+    man_path = parts / "manifest.json"
+    if man_path.exists():
+        if json.loads(man_path.read_text()) != manifest:
+            raise ValueError(f"{parts} holds a partial run with another model, inputs or "
+                             "options; delete it, or rerun the same command to resume")
+        log.info("resuming from %s", parts)
+    else:
+        parts.mkdir(parents=True, exist_ok=True)
+        tmp, final = atomic_path(man_path)
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, final)
+    offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
+    names = [parts / f"part-{k:06d}.fits" for k in range(len(chunks))]
+    todo = [k for k in range(len(chunks)) if not names[k].exists()]
+    bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="predict",
+               unit="chunk", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
+        pending = reader.submit(read_fn, chunks[todo[0]]) if todo else None
+        for i, k in enumerate(todo):
+            data = pending.result()
+            if i + 1 < len(todo):
+                pending = reader.submit(read_fn, chunks[todo[i + 1]])
+            table = predict_fn(data, int(offsets[k]))
+            tmp, final = atomic_path(names[k])
+            try:
+                table.write(tmp, format="fits", overwrite=True)
+                os.replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            bar.update()
+    bar.close()
+    tables = [Table.read(p, mask_invalid=False) for p in names]
+    catalogue = vstack(tables, metadata_conflicts="silent") if tables else Table()
+    catalogue.meta.clear()
+    written = write_table(catalogue, out, meta)
+    shutil.rmtree(parts)
+    return written
+
+
+def _chunk_len(chunk) -> int:
+    if isinstance(chunk, dict) and "files" in chunk:
+        return len(chunk["files"])
+    if isinstance(chunk, dict) and "stop" in chunk:
+        return int(chunk["stop"]) - int(chunk["start"])
+    return len(chunk)
+
+
+# --------------------------------------------------------------------------- APOGEE Net
+def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, seed: int,
+                   offset: int = 0, batch_size: int | None = None) -> Table:
+    """Catalogue rows for spectra ``data`` (see :func:`read_chunk`): mean and σ over
+    ``realizations`` perturbed copies (§3.5), flags (:data:`FLAGS`)."""
+    flux, error = data["flux"], data["error"]
+    n = len(flux)
+    valid = valid_pixels(flux, error)
+    nvalid = valid.sum(axis=1)
+    usable = data["readable"] & (nvalid > 0)
+    k = len(lm.label_names)
+    mean = np.full((n, k), np.nan)
+    std = np.full((n, k), np.nan)
+    if usable.any():
+        idx = np.flatnonzero(usable)
+        mean[idx], std[idx] = perturbed_predict(
+            lm.model, flux[idx], error[idx], lm.preprocess, n_realizations=realizations,
+            seed=seed, keys=offset + idx, chunk_rows=batch_size)
+    snr = np.asarray(data["snr"], float)
+    flags = np.zeros(n, np.int32)
+    flags[~(snr >= SNR_ZERO)] |= flag_value("LOW_SNR")
+    flags[nvalid < MIN_VALID_FRACTION * lm.npix] |= flag_value("BAD_PIXELS")
+    flags[~usable] |= flag_value("UNREADABLE")
+    lo, hi = lm.label_range
+    with np.errstate(invalid="ignore"):
+        outside = ((mean < lo) | (mean > hi)).any(axis=1)
+    flags[outside] |= flag_value("OUT_OF_RANGE")
+    table = Table()
+    table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
+    table["ra"], table["dec"] = np.asarray(data["ra"], float), np.asarray(data["dec"], float)
+    for j, name in enumerate(lm.label_names):
+        table[name] = mean[:, j]
+    for j, name in enumerate(lm.label_names):
+        table[f"{name}_err"] = std[:, j]
+    table["snr"] = snr
+    table["flags"] = flags
+    return table
+
+
+def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
+                    device: str = "auto", batch_size: int | None = None, seed: int = 0,
+                    chunk_size: int = 1024, workers: int = 4, progress: bool = True) -> Path:
+    """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
+    files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
+
+    ``realizations``: perturbed copies per spectrum (0: plain prediction, NaN errors);
+    ``batch_size``: rows per forward pass (default 256 on CPU, 2048 on GPU);
+    ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files.
+    """
+    if realizations < 0:
+        raise ValueError(f"realizations must be ≥ 0, got {realizations}")
+    dev = resolve_device(device)
+    lm = load_model(model, device=dev)
+    batch_size = batch_size or default_chunk_rows(dev)
+    chunks = plan_chunks(inputs, chunk_size)
+    options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
+               "chunk_size": chunk_size, "device": str(dev)}
+    manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
+                "chunk_size": chunk_size, "device": dev.type}
+    flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
+    meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
+                      MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
+                      LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
+                      METHOD="Olney+2020 sec3.5 perturbation, sigma cap 5x mean error")
+
+    def predict_fn(data, offset):
+        return predict_arrays(lm, data, realizations, seed, offset, batch_size)
+
+    path = stream_predict(chunks, lambda c: read_chunk(c, lm.npix, workers), predict_fn, out,
+                          meta, manifest, progress)
+    log.info("wrote %s (%d chunk(s))", path, len(chunks))
+    return path

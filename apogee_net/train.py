@@ -1,0 +1,531 @@
+"""One training loop for every model of the toolkit (Olney et al. 2020 §3.3).
+
+:func:`fit` trains any model on any map-style dataset whose items (or batched
+``__getitems__``) are dicts of arrays (``flux``, ``target``, optional ``error``, ``weight``…):
+Adam, mini-batches, evaluation on the dev set after each epoch, early stopping after
+``patience`` epochs without improvement keeping the best model (§3.3), a checkpoint every
+epoch (``last.pt``, with the optimizer state, for ``resume``), the best model in
+``model.pt`` (:mod:`yso_labels.checkpoint`), a CSV log, seeding, CPU/GPU, mixed precision on
+GPUs and data parallelism under ``torchrun`` (:mod:`apogee_net.distributed`).
+
+The loss is ``loss_fn(output, batch) -> (batch,)`` per-sample loss; the loop reduces it as the
+weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` (weights from ``batch["weight"]``, else 1), identically on one
+process or many. :func:`train_apogee_net` is the APOGEE Net library call behind
+``apogee-net train``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from apogee_net import distributed
+from apogee_net.model import LABEL_NAMES, APOGEENet, Moments, Preprocess, Standardiser, scale_flux
+from yso_labels.checkpoint import read_checkpoint, save_checkpoint
+from yso_labels.runtime import seed_everything
+from yso_labels.tables import atomic_path
+
+log = logging.getLogger(__name__)
+
+BEST_NAME, LAST_NAME, LOG_NAME = "model.pt", "last.pt", "train_log.csv"
+
+
+@dataclass
+class TrainOptions:
+    """Training options; defaults are the paper's (§3.3): batch 128, learning rate 1e-3,
+    dropout 0.1, early stopping after 5 epochs without a better dev loss.
+
+    ``batch_size`` is the global batch (split over the processes under ``torchrun``);
+    ``optimizer``: ``adam`` (default here) or ``sgd`` (the paper's text); ``amp``: bf16
+    (fp16 with loss scaling where bf16 is unsupported) autocast on GPUs, ignored on the
+    CPU; ``workers``: DataLoader worker processes.
+    """
+
+    batch_size: int = 128
+    lr: float = 1e-3
+    dropout: float = 0.1
+    patience: int = 5
+    max_epochs: int = 100
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    workers: int = 0
+    resume: bool = False
+    optimizer: str = "adam"
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+                  "dropout": 0 <= self.dropout < 1, "patience": self.patience >= 1,
+                  "max_epochs": self.max_epochs >= 1, "workers": self.workers >= 0,
+                  "optimizer": self.optimizer in ("adam", "sgd")}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError("invalid training option(s): "
+                             + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> TrainOptions:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**kwargs)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; the model it was given holds ``best_state`` on return."""
+
+    best_state: dict[str, torch.Tensor]
+    best_loss: float
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    model_path: Path | None = None
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """In-memory dataset of spectra: items ``{"flux", "error", "target", "weight",
+    "index"}`` like :class:`apogee_net.store.SpectraDataset`, with a batched
+    ``__getitems__``. ``error`` defaults to ones (every pixel valid), ``weight`` to ones."""
+
+    def __init__(self, flux, target, error=None, weight=None):
+        self.flux = np.asarray(flux, dtype=np.float32)
+        n = len(self.flux)
+        self.target = np.asarray(target, dtype=np.float32).reshape(n, -1)
+        self.error = (np.ones_like(self.flux) if error is None
+                      else np.asarray(error, dtype=np.float32))
+        self.weight = (np.ones(n, np.float32) if weight is None
+                       else np.asarray(weight, dtype=np.float32))
+        if self.error.shape != self.flux.shape or self.weight.shape != (n,):
+            raise ValueError("ArrayDataset: flux, error (n, npix), target (n, k) and "
+                             "weight (n,) must agree in length")
+
+    def __len__(self) -> int:
+        return len(self.flux)
+
+    def __getitems__(self, idx):
+        idx = np.asarray(idx)
+        return {"flux": self.flux[idx], "error": self.error[idx], "target": self.target[idx],
+                "weight": self.weight[idx], "index": idx.astype(np.int64)}
+
+    def __getitem__(self, i):
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+def collate(items) -> dict[str, Any]:
+    """Batch dict of tensors from a list of item dicts, an already batched dict, or the
+    list of :class:`apogee_net.store.SpectraDataset` (which carries ``.collated``)."""
+    if getattr(items, "collated", None) is not None:
+        items = items.collated
+    if isinstance(items, Mapping):
+        return {k: _as_tensor(v) for k, v in items.items()}
+    keys = items[0].keys()
+    return {k: _as_tensor(np.stack([np.asarray(it[k]) for it in items])) for k in keys}
+
+
+def _as_tensor(v):
+    if isinstance(v, torch.Tensor):
+        return v
+    arr = np.asarray(v)
+    return torch.from_numpy(np.ascontiguousarray(arr)) if arr.dtype.kind in "biuf" else v
+
+
+def default_prepare(batch: dict) -> dict:
+    """Model input from the batch: ``flux`` as ``(batch, 1, npix)`` float32."""
+    batch["input"] = batch["flux"].float().unsqueeze(1)
+    return batch
+
+
+def standardised_mse(output: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Per-sample mean squared error over the labels (Olney et al. 2020 eq. A1, up to the
+    constant number of labels), on standardised targets; NaN targets are left out."""
+    target = batch["target"].to(output.dtype)
+    present = torch.isfinite(target)
+    sq = torch.where(present, (output - torch.nan_to_num(target)) ** 2, 0.0)
+    return sq.sum(1) / present.sum(1).clamp(min=1)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not (amp and device.type == "cuda"):
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of the dropout RNG for one epoch on one rank: exact resume, decorrelated ranks."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def fit(model: torch.nn.Module, train_set, dev_set, loss_fn: Callable, out_dir,
+        options: TrainOptions, meta: Mapping[str, Any] | None = None, *,
+        prepare: Callable[[dict], dict] = default_prepare,
+        init_state: Mapping[str, torch.Tensor] | None = None,
+        best_loss: float | None = None,
+        arch_kwargs: Mapping[str, Any] | None = None) -> FitResult:
+    """Train ``model`` with early stopping on the dev loss; see the module docstring.
+
+    ``prepare(batch) -> batch`` runs on the device and must set ``batch["input"]`` (and may
+    standardise ``batch["target"]``); ``init_state``: weights to start from (e.g. the best
+    model of a previous round); ``best_loss``: dev loss a new best must beat (e.g. that of
+    ``init_state``; default ∞: the first epoch is a best); ``arch_kwargs``: constructor
+    arguments saved in the checkpoint (default ``model.arch_kwargs``); ``meta``: saved in
+    the checkpoint (label names, scalers, provenance). Writes ``out_dir/model.pt`` (best),
+    ``last.pt`` (every epoch) and ``train_log.csv``; only rank 0 writes. Returns a
+    :class:`FitResult`; the model holds the best weights on return. ``dev_set`` None: the
+    training loss is monitored.
+    """
+    out_dir = Path(out_dir)
+    arch_kwargs = dict(arch_kwargs if arch_kwargs is not None else model.arch_kwargs)
+    meta = dict(meta or {})
+    ctx = distributed.setup(options.device)
+    try:
+        return _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare,
+                    init_state, best_loss, arch_kwargs, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, init_state,
+         best_loss, arch_kwargs, ctx) -> FitResult:
+    if len(train_set) == 0:
+        raise ValueError("training set is empty")
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(options.seed)
+    device = ctx.device
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    opt_cls = torch.optim.Adam if options.optimizer == "adam" else torch.optim.SGD
+    optimizer = opt_cls(model.parameters(), lr=options.lr)
+    autocast, scaler = _autocast(device, options.amp)
+    if options.amp and device.type != "cuda":
+        log.info("mixed precision (--amp) needs a GPU: ignored on %s", device)
+
+    state = {"epoch": 0, "best_loss": float("inf") if best_loss is None else float(best_loss),
+             "best_epoch": 0, "bad_epochs": 0, "history": [], "finished": False}
+    best_state = None
+    last_path, best_path = out_dir / LAST_NAME, out_dir / BEST_NAME
+    if options.resume and last_path.exists():
+        best_state = _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state)
+        log.info("resuming %s after epoch %d (best dev loss %.5g at epoch %d)", out_dir,
+                 state["epoch"], state["best_loss"], state["best_epoch"])
+    elif options.resume:
+        log.info("--resume: no %s yet, starting a new run", last_path)
+    if best_state is None:
+        best_state = _cpu_state(model)
+
+    per_rank = options.batch_size // ctx.world_size
+    if per_rank < 1:
+        raise ValueError(f"batch size {options.batch_size} is smaller than the number of "
+                         f"processes ({ctx.world_size})")
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
+                                 shuffle=True, seed=options.seed, drop_last=False)
+    loader_kw = {"num_workers": options.workers, "collate_fn": collate,
+                 "pin_memory": device.type == "cuda",
+                 "persistent_workers": options.workers > 0}
+    train_loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, **loader_kw)
+    dev_loader = None
+    if dev_set is not None and len(dev_set) > 0:
+        dev_loader = DataLoader(dev_set, batch_size=per_rank,
+                                sampler=distributed.ShardSampler(len(dev_set), ctx), **loader_kw)
+    else:
+        log.warning("no dev set: early stopping monitors the training loss")
+    net = distributed.wrap(model, ctx)
+    full_meta = {**meta, "train_options": asdict(options), "world_size": ctx.world_size}
+
+    while not state["finished"] and state["epoch"] < options.max_epochs:
+        epoch = state["epoch"] + 1
+        sampler.set_epoch(epoch)
+        torch.manual_seed(_epoch_seed(options.seed, epoch, ctx.rank))
+        t0 = time.perf_counter()
+        train_loss = _train_epoch(net, train_loader, loss_fn, prepare, optimizer, autocast,
+                                  scaler, ctx, epoch, options)
+        seconds = time.perf_counter() - t0
+        dev_loss = (_evaluate(model, dev_loader, loss_fn, prepare, autocast, ctx)
+                    if dev_loader is not None else train_loss)
+        if not np.isfinite(dev_loss):
+            raise ValueError(f"training diverged at epoch {epoch} (dev loss {dev_loss}); "
+                             "try a smaller learning rate")
+        improved = dev_loss < state["best_loss"]
+        if improved:
+            state.update(best_loss=dev_loss, best_epoch=epoch, bad_epochs=0)
+            best_state = _cpu_state(model)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        state["finished"] = state["bad_epochs"] >= options.patience
+        state["history"].append({
+            "epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss,
+            "best_dev_loss": state["best_loss"], "improved": int(improved),
+            "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
+            "train_spectra_per_s": round(len(train_set) / max(seconds, 1e-9), 2)})
+        log.info("epoch %d: train loss %.5g, dev loss %.5g%s (%.1f s)", epoch, train_loss,
+                 dev_loss, " (best)" if improved else f" ({state['bad_epochs']} without gain)",
+                 seconds)
+        if ctx.is_main:
+            training = {"epoch": epoch, "dev_loss": state["best_loss"],
+                        "history": state["history"]}
+            if improved:
+                save_checkpoint(best_path, model, arch_kwargs, full_meta, training)
+            save_checkpoint(last_path, model, arch_kwargs, full_meta, {
+                **state, "optimizer": optimizer.state_dict(),
+                "grad_scaler": scaler.state_dict() if scaler is not None else None})
+            _write_log(out_dir / LOG_NAME, state["history"])
+        distributed.barrier(ctx)
+    if state["finished"]:
+        log.info("early stopping after epoch %d: best dev loss %.5g at epoch %d",
+                 state["epoch"], state["best_loss"], state["best_epoch"])
+    model.load_state_dict(best_state)
+    return FitResult(best_state=best_state, best_loss=state["best_loss"],
+                     best_epoch=state["best_epoch"], history=state["history"],
+                     stopped_early=state["finished"],
+                     model_path=best_path if state["best_epoch"] > 0 else None)
+
+
+def _train_epoch(net, loader, loss_fn, prepare, optimizer, autocast, scaler, ctx, epoch,
+                 options) -> float:
+    from tqdm.auto import tqdm
+
+    net.train()
+    total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not (options.progress and ctx.is_main))
+    for batch in bar:
+        batch = prepare(_to_device(batch, ctx.device))
+        with autocast:
+            output = net(batch["input"])
+        per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
+        w = batch.get("weight")
+        w = torch.ones_like(per) if w is None else w.to(per.dtype)
+        wsum = w.sum()
+        # Σ_batch w l / (Σ_all-ranks w / world): DDP's mean over ranks then gives Σ w l / Σ w
+        global_w = distributed.all_reduce_sum(wsum.detach(), ctx) / ctx.world_size
+        loss = (w * per).sum() / global_w.clamp(min=1e-30)
+        if not torch.isfinite(loss):
+            raise ValueError(f"training diverged at epoch {epoch} (loss {loss.item()}); "
+                             "check the inputs for non-finite values or lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total += torch.stack([(w * per).sum().detach().double(), wsum.detach().double()])
+        bar.set_postfix(loss=f"{loss.item():.4g}")
+    total = distributed.all_reduce_sum(total, ctx)
+    return float(total[0] / total[1])
+
+
+@torch.no_grad()
+def _evaluate(model, loader, loss_fn, prepare, autocast, ctx) -> float:
+    """Weighted mean loss over the whole dev set (all ranks), dropout off."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    for batch in loader:
+        batch = prepare(_to_device(batch, ctx.device))
+        with autocast:
+            output = model(batch["input"])
+        per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
+        w = batch.get("weight")
+        w = torch.ones_like(per) if w is None else w.to(per.dtype)
+        total += torch.stack([(w * per).sum().double(), w.sum().double()])
+    total = distributed.all_reduce_sum(total, ctx)
+    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+
+def _as_float(output):
+    """float32 model output: a tensor or a tuple of tensors (e.g. value and log variance)."""
+    if isinstance(output, (tuple, list)):
+        return type(output)(o.float() for o in output)
+    return output.float()
+
+
+def _per_sample(per: torch.Tensor, n: int) -> torch.Tensor:
+    if per.dim() != 1 or per.shape[0] != n:
+        raise ValueError(f"loss_fn must return one loss per sample, shape ({n},); got "
+                         f"{tuple(per.shape)}")
+    return per
+
+
+def _cpu_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state):
+    ckpt = read_checkpoint(last_path)
+    if ckpt["arch_kwargs"] != arch_kwargs:
+        raise ValueError(f"cannot resume from {last_path}: it holds a model with "
+                         f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
+    training = ckpt.get("training") or {}
+    if "optimizer" not in training:
+        raise ValueError(f"cannot resume from {last_path}: it has no optimizer state")
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(training["optimizer"])
+    if scaler is not None and training.get("grad_scaler"):
+        scaler.load_state_dict(training["grad_scaler"])
+    for key in state:
+        state[key] = copy.deepcopy(training[key])
+    return read_checkpoint(best_path)["state_dict"] if best_path.exists() else None
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    tmp, final = atomic_path(path)
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_log(path) -> list[dict[str, float]]:
+    """The rows of a ``train_log.csv`` as dicts of floats."""
+    with open(path) as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+# --------------------------------------------------------------------------- APOGEE Net
+def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> Standardiser:
+    """Per-pixel mean and std (ddof 0) of the scaled flux (:func:`apogee_net.model.scale_flux`)
+    over store ``rows``, streaming ``chunk`` rows at a time; pixels never with data get
+    mean 0, std 1."""
+    from apogee_net.store import open_store
+
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    with open_store(store) as h5:
+        moments = Moments(h5["flux"].shape[1])
+        for i in range(0, len(rows), chunk):
+            sel = rows[i:i + chunk]
+            flux = torch.from_numpy(np.asarray(h5["flux"][sel], np.float32))
+            error = torch.from_numpy(np.asarray(h5["error"][sel], np.float32))
+            moments.add(scale_flux(flux, error, flux_norm).numpy())
+    return moments.standardiser(empty_ok=True)
+
+
+def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int = 128,
+                     lr: float = 1e-3, patience: int = 5, device: str = "auto", seed: int = 0,
+                     resume: bool = False, amp: bool = False, workers: int = 0,
+                     dropout: float = 0.1, flux_norm: str = "median",
+                     label_columns: Sequence[str] = LABEL_NAMES,
+                     progress: bool = True) -> FitResult:
+    """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
+    or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
+    ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
+
+    Targets are standardised with the training split's mean and std (§3.1, stored in the
+    checkpoint with the per-pixel flux standardisation and the training label range);
+    the dev split drives early stopping (§3.3); the test split is scored at the end.
+    """
+    from apogee_net.store import SpectraDataset, join_labels, open_store
+
+    out = Path(out)
+    if (out / BEST_NAME).exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
+                              "continue it, or choose another --out")
+    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
+                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
+                           workers=workers, resume=resume, progress=progress)
+    label_columns = list(label_columns)
+    where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
+    rows, joined, report = join_labels(store, labels, label_columns=label_columns)
+    split = np.array([str(s).strip().lower() for s in joined["split"]])
+    targets = np.column_stack([np.asarray(joined[c], float) for c in label_columns])
+    parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "test")}
+    unknown = sorted(set(split) - set(parts))
+    if unknown:
+        raise ValueError(f"{where}: split values must be train, dev or test; "
+                         f"found {', '.join(unknown)}")
+    for name in ("train", "dev"):
+        if len(parts[name]) == 0:
+            raise ValueError(f"no '{name}' stars with spectra after joining {where} with "
+                             f"store {store} ({report['n_joined']} joined)")
+    train_t = targets[parts["train"]]
+    label_scaler = Standardiser.fit(train_t)
+    with open_store(store) as h5:
+        npix = int(h5["flux"].shape[1])
+        wave = np.asarray(h5["wavelength"][[0, -1]], float)
+    log.info("fitting the flux standardisation on %d training spectra", len(parts["train"]))
+    prep = Preprocess(fit_flux_scaler(store, rows[parts["train"]], flux_norm), label_scaler,
+                      flux_norm)
+    seed_everything(seed)
+    model = APOGEENet(in_channels=1, n_targets=len(label_columns), dropout=dropout, npix=npix)
+    meta = {"label_names": label_columns, **prep.to_meta(),
+            "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
+            "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
+            "labels": where, "labels_path": None if hasattr(labels, "colnames") else str(labels),
+            "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
+            "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)"}
+
+    def dataset(name):
+        idx = parts[name]
+        return SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+
+    result = fit(model, dataset("train"), dataset("dev"), standardised_mse, out, options, meta,
+                 prepare=prep)
+    if len(parts["test"]) and int(os.environ.get("RANK", "0")) == 0:
+        metrics = score(model, dataset("test"), prep, label_columns, options)
+        log.info("test split: %s", json.dumps(metrics))
+        tmp, final = atomic_path(out / "test_metrics.json")
+        tmp.write_text(json.dumps(metrics, indent=1))
+        os.replace(tmp, final)
+    return result
+
+
+def predict_dataset(model, dataset, prep: Preprocess, batch_size: int = 256,
+                    device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Plain predictions (physical units) and targets of every item of ``dataset``."""
+    from yso_labels.runtime import resolve_device
+
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    preds, targets = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = _to_device(batch, dev)
+            z = model(prep.inputs(batch["flux"], batch.get("error")))
+            preds.append(prep.labels(z.double()).cpu().numpy())
+            targets.append(batch["target"].double().cpu().numpy())
+    return np.concatenate(preds), np.concatenate(targets)
+
+
+def score(model, dataset, prep: Preprocess, label_names: Sequence[str],
+          options: TrainOptions | None = None) -> dict[str, dict[str, float]]:
+    """Per-label bias (mean of prediction − label), scatter (its standard deviation, the
+    statistic of Olney et al. 2020 Table 3) and RMSE, in label units."""
+    pred, target = predict_dataset(model, dataset, prep,
+                                   device=options.device if options else "auto")
+    diff = pred - target
+    return {name: {"n": int(np.isfinite(diff[:, j]).sum()),
+                   "bias": float(np.nanmean(diff[:, j])),
+                   "scatter": float(np.nanstd(diff[:, j])),
+                   "rmse": float(np.sqrt(np.nanmean(diff[:, j] ** 2)))}
+            for j, name in enumerate(label_names)}

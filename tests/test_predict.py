@@ -1,0 +1,207 @@
+"""Streaming catalogue prediction: real apStar files, stores vs files, flags, resume after an
+interruption, and clear errors for foreign models."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.table import Table
+
+from apogee_net.model import APOGEENet, Preprocess, Standardiser
+from apogee_net.predict import (
+    FLAGS,
+    flag_value,
+    plan_chunks,
+    predict_catalog,
+    read_chunk,
+    stream_predict,
+)
+from apogee_net.simulate import simulate_apstar, simulate_spectra, write_apstar
+from tests.conftest import shared_file
+from yso_labels.checkpoint import save_checkpoint
+from yso_labels.tables import read_meta
+
+torch.set_num_threads(1)
+COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
+           "fe_h_err", "snr", "flags"]
+LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1.5, -0.6, 0.2],
+                   [6200.0, 4.1, -0.3, 0.0], [3900.0, 4.6, 0.0, 0.0]])
+
+
+def _read(path) -> Table:
+    return Table.read(path, mask_invalid=False)  # NaN stays NaN (no masked columns)
+
+
+def _analytic(labels, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulate_spectra(labels, emulator="analytic", **kw)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """An (untrained) full-grid APOGEE Net checkpoint with a flux standardisation fitted on
+    simulated spectra; enough for finiteness, flags and plumbing."""
+    sim = _analytic(LABELS, seed=1)
+    torch.manual_seed(0)
+    model = APOGEENet()
+    flux = sim.flux / np.nanmedian(sim.flux, axis=1, keepdims=True)
+    prep = Preprocess(Standardiser.fit(flux, empty_ok=True),
+                      Standardiser([2.88, 4716.9, -0.22], [1.16, 733.0, 0.30]), "median")
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, model, model.arch_kwargs, {
+        "label_names": ["logg", "teff", "fe_h"], **prep.to_meta(),
+        "label_range": [[0.0, 3000.0, -2.0], [6.0, 8000.0, 1.0]]})
+    return path
+
+
+@pytest.fixture(scope="module")
+def apstar_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("apstar")
+    table = Table({"apogee_id": [f"2M0000000{i}+0000000" for i in range(len(LABELS))],
+                   "teff": LABELS[:, 0], "logg": LABELS[:, 1], "fe_h": LABELS[:, 2]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simulate_apstar(table, out, emulator="analytic", seed=2, progress=False)
+    return out
+
+
+def test_real_apstar_files_give_finite_labels(model_path, tmp_path):
+    files = [shared_file("apogee", "apStar-dr17-2M17335483-2753043.fits"),
+             shared_file("apogee", "apStar-dr17-2M19485057+5005279.fits")]
+    out = predict_catalog(model_path, files, tmp_path / "cat.fits", realizations=10,
+                          device="cpu", progress=False)
+    cat = _read(out)
+    assert cat.colnames == COLUMNS
+    assert list(cat["apogee_id"]) == ["2M17335483-2753043", "2M19485057+5005279"]
+    for col in COLUMNS[1:-1]:
+        assert np.all(np.isfinite(cat[col])), col
+    assert np.all(cat["teff_err"] > 0)
+    np.testing.assert_allclose(cat["snr"], [154, 137], atol=1)  # header SNR (SOURCES.md)
+    assert np.all(cat["flags"] & flag_value("UNREADABLE", "BAD_PIXELS", "LOW_SNR") == 0)
+    meta = read_meta(out)
+    assert meta["STEP"] == "apogee-net predict" and meta["NREAL"] == 10
+    assert meta["LABELS"] == "logg,teff,fe_h" and len(meta["MODELSHA"]) == 16
+    assert not (tmp_path / "cat.fits.parts").exists()
+
+
+def test_store_and_files_agree_and_seeded(model_path, apstar_dir, tmp_path):
+    from apogee_net.store import ingest_apstar
+
+    store = tmp_path / "s.h5"
+    ingest_apstar(apstar_dir, store, workers=0, progress=False)
+    a = _read(predict_catalog(model_path, [store], tmp_path / "a.fits", realizations=0,
+                                   device="cpu", progress=False))
+    b = _read(predict_catalog(model_path, [apstar_dir], tmp_path / "b.fits",
+                                   realizations=0, device="cpu", progress=False))
+    assert len(a) == len(b) == len(LABELS)
+    b = b[[list(b["apogee_id"]).index(i) for i in a["apogee_id"]]]
+    for col in ("logg", "teff", "fe_h", "snr", "ra"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-5)
+    assert np.all(np.isnan(a["teff_err"]))  # no realizations, no uncertainty
+    c1, c2 = (_read(predict_catalog(model_path, [store], tmp_path / f"c{k}.fits",
+                                         realizations=8, seed=4, device="cpu",
+                                         chunk_size=k, progress=False)) for k in (2, 5))
+    np.testing.assert_allclose(c1["teff_err"], c2["teff_err"], rtol=1e-5)  # chunking-free
+
+
+def test_flags(model_path, tmp_path):
+    sim = _analytic(LABELS[:3], seed=3)
+    flux, error = sim.flux.copy(), sim.error.copy()
+    flux[1, 1000:] = np.nan  # most pixels without data
+    error[1, 1000:] = np.nan
+    for i in range(3):
+        write_apstar(tmp_path / f"apStar-sim-S{i}.fits", flux[i], error[i],
+                     header={"OBJID": f"S{i}", "SNR": [0.0, 80.0, 80.0][i], "RA": 10.0,
+                             "DEC": 20.0})
+    (tmp_path / "apStar-sim-BROKEN.fits").write_text("not a FITS file")
+    cat = _read(predict_catalog(model_path, [tmp_path], tmp_path / "out" / "c.fits",
+                                     realizations=4, device="cpu", progress=False))
+    flags = dict(zip(cat["apogee_id"], cat["flags"], strict=True))
+    assert flags["S0"] & FLAGS["LOW_SNR"][0]
+    assert flags["S1"] & FLAGS["BAD_PIXELS"][0] and not flags["S1"] & FLAGS["LOW_SNR"][0]
+    assert flags["S2"] & (FLAGS["LOW_SNR"][0] | FLAGS["BAD_PIXELS"][0]) == 0
+    assert flags["BROKEN"] & FLAGS["UNREADABLE"][0]
+    broken = cat[cat["apogee_id"] == "BROKEN"][0]
+    assert np.isnan(broken["teff"]) and np.isnan(broken["teff_err"])
+    # labels outside the training range are flagged
+    ckpt = torch.load(model_path, weights_only=False)
+    ckpt["meta"]["label_range"] = [[0.0, 9000.0, -2.0], [6.0, 9999.0, 1.0]]
+    narrow = tmp_path / "narrow.pt"
+    torch.save(ckpt, narrow)
+    cat = _read(predict_catalog(narrow, [tmp_path / "apStar-sim-S2.fits"],
+                                     tmp_path / "n.fits", realizations=0, device="cpu",
+                                     progress=False))
+    assert cat["flags"][0] & FLAGS["OUT_OF_RANGE"][0]
+
+
+def test_interrupted_run_resumes_without_losing_or_duplicating_rows(tmp_path):
+    chunks = [{"files": [f"x{i}", f"y{i}"]} for i in range(4)]
+    calls = []
+
+    def predict_fn(data, offset, fail_at=None):
+        calls.append(offset)
+        if offset == fail_at:
+            raise KeyboardInterrupt
+        return Table({"apogee_id": data["files"], "v": [offset, offset + 1]})
+
+    out = tmp_path / "cat.fits"
+    with pytest.raises(KeyboardInterrupt):
+        stream_predict(chunks, lambda c: c, lambda d, o: predict_fn(d, o, 4), out, {},
+                       {"m": 1}, progress=False)
+    assert not out.exists() and len(list((tmp_path / "cat.fits.parts").glob("part-*"))) == 2
+    with pytest.raises(ValueError, match="another model, inputs or options"):
+        stream_predict(chunks, lambda c: c, predict_fn, out, {}, {"m": 2}, progress=False)
+    calls.clear()
+    stream_predict(chunks, lambda c: c, predict_fn, out, {"STEP": "t"}, {"m": 1},
+                   progress=False)
+    assert calls == [4, 6]  # finished chunks skipped
+    cat = _read(out)
+    assert list(cat["v"]) == list(range(8))
+    assert not (tmp_path / "cat.fits.parts").exists()
+
+
+def test_plan_and_errors(model_path, apstar_dir, tmp_path):
+    files = sorted(apstar_dir.glob("*.fits"))
+    plan = plan_chunks([apstar_dir], chunk_size=2)
+    assert [len(c["files"]) for c in plan] == [2, 2, 1]
+    assert [f for c in plan for f in c["files"]] == [str(f) for f in files]
+    data = read_chunk(plan[0], 8575)
+    assert data["flux"].shape == (2, 8575) and data["readable"].all()
+    with pytest.raises(FileNotFoundError, match="no such input"):
+        plan_chunks([tmp_path / "missing.fits"])
+    # a model of another architecture, and one for another pixel grid
+    other = torch.nn.Linear(2, 2)
+    save_checkpoint(tmp_path / "lin.pt", other, {"in_features": 2, "out_features": 2}, {})
+    with pytest.raises(ValueError, match="expected a APOGEENet"):
+        predict_catalog(tmp_path / "lin.pt", files, tmp_path / "x.fits", device="cpu")
+    small = APOGEENet(npix=512)
+    prep = Preprocess(Standardiser(np.zeros(512), np.ones(512)),
+                      Standardiser(np.zeros(3), np.ones(3)))
+    save_checkpoint(tmp_path / "small.pt", small, small.arch_kwargs,
+                    {"label_names": ["logg", "teff", "fe_h"], **prep.to_meta()})
+    with pytest.raises(ValueError, match="8575 pixels, the model expects 512"):
+        predict_catalog(tmp_path / "small.pt", files, tmp_path / "x.fits", device="cpu",
+                        progress=False)
+    save_checkpoint(tmp_path / "names.pt", small, small.arch_kwargs,
+                    {"label_names": ["logg", "teff"], **prep.to_meta()})
+    with pytest.raises(ValueError, match="3 outputs but 2 label names"):
+        predict_catalog(tmp_path / "names.pt", files, tmp_path / "x.fits", device="cpu")
+
+
+def test_cli_predict(model_path, apstar_dir, tmp_path, capsys):
+    from apogee_net.cli import main
+
+    out = tmp_path / "cat.fits"
+    code = main(["predict", "--model", str(model_path), str(apstar_dir), "--out", str(out),
+                 "--realizations", "3", "--device", "cpu", "--seed", "1"])
+    assert code == 0 and len(_read(out)) == len(LABELS)
+    with fits.open(out) as hdul:
+        assert "MODELSHA" in hdul[1].header
+    code = main(["predict", "--model", str(tmp_path / "none.pt"), str(apstar_dir), "--out",
+                 str(out)])
+    assert code == 1 and "no such file" in capsys.readouterr().err
