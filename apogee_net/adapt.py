@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 RARE = ("mstar", "yso")
 MAJORITY = "payne"
 LOG_NAME = "adapt_log.csv"
+#: Default learning rate of the adaptation rounds relative to the run's: fine-tuning a
+#: converged model on a few hundred stars with the full rate undoes it in one epoch (seen on
+#: the demo); the paper does not give the rate it used.
+LR_FACTOR = 0.1
 
 
 def draw_subset(indices: np.ndarray, fraction: float, seed: int, round_: int) -> np.ndarray:
@@ -74,7 +78,8 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
 
     ``store``, ``labels``: default to those the run was trained on. ``round_patience``:
     rounds without a relative improvement of ``min_improvement`` in the rare-group dev loss
-    before stopping. Training options default to the run's.
+    before stopping. Training options default to the run's, the learning rate to
+    :data:`LR_FACTOR` times the run's.
     """
     from apogee_net.store import SpectraDataset, join_labels
 
@@ -92,7 +97,8 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     label_std = np.asarray(prep.label_scaler.std)
     old = meta.get("train_options", {})
     options = TrainOptions(
-        batch_size=batch_size or old.get("batch_size", 128), lr=lr or old.get("lr", 1e-3),
+        batch_size=batch_size or old.get("batch_size", 128),
+        lr=lr or LR_FACTOR * old.get("lr", 1e-3),
         dropout=old.get("dropout", 0.1), patience=patience or old.get("patience", 5),
         max_epochs=max_epochs, seed=seed, device=device, workers=workers, progress=progress)
 
@@ -112,15 +118,21 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     def dataset(idx):
         return SpectraDataset(store, rows=rows[idx], targets=targets[idx])
 
+    in_round_dev = np.isin(full_dev, dev_idx)
+
     def dev_losses():
+        """Group losses on the whole dev split, and the loss of the round's dev set (the
+        quantity :func:`fit` early-stops on) from the same predictions."""
         pred, tgt = predict_dataset(model, dataset(full_dev), prep, device=device)
-        return group_losses(pred, tgt, label_std, source[full_dev])
+        z2 = np.nanmean(((pred - tgt) / label_std) ** 2, axis=1)
+        return group_losses(pred, tgt, label_std, source[full_dev]), \
+            float(np.mean(z2[in_round_dev]))
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / "_round"
-    losses = dev_losses()
-    best = rare_loss(losses)
+    losses, round_loss = dev_losses()
+    best, best_round_loss = rare_loss(losses), round_loss
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     history = [{"round": 0, "n_train": 0, "n_payne": 0, "epochs": 0, "rare_dev": best,
                 "kept": 1, **{f"dev_{g}": v for g, v in losses.items()}}]
@@ -130,9 +142,11 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         subset = draw_subset(payne_train, fraction, seed, r)
         train_idx = np.concatenate([rare_train, subset])
         shutil.rmtree(scratch, ignore_errors=True)
+        # an epoch must beat the starting (best) model on the round's dev set to count
         result = fit(model, dataset(train_idx), dataset(dev_idx), standardised_mse, scratch,
-                     options, meta, prepare=prep, init_state=best_state)
-        losses = dev_losses()
+                     options, meta, prepare=prep, init_state=best_state,
+                     best_loss=best_round_loss)
+        losses, round_loss = dev_losses()
         loss = rare_loss(losses)
         kept = loss < best * (1 - min_improvement)
         history.append({"round": r, "n_train": len(train_idx), "n_payne": len(subset),
@@ -142,7 +156,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                  len(train_idx), len(subset), len(result.history), _fmt(losses),
                  " (best)" if kept else "")
         if kept:
-            best, bad = loss, 0
+            best, best_round_loss, bad = loss, round_loss, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
             save_checkpoint(out / BEST_NAME, model, ckpt["arch_kwargs"], {
                 **meta, "labels_path": str(labels), "store": str(store),

@@ -47,7 +47,13 @@ FLAGS = {
     "BAD_PIXELS": (2, "fewer than half of the pixels have finite flux and valid error"),
     "OUT_OF_RANGE": (4, "a label outside the range of the training labels"),
     "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
+    "HOT": (16, "Teff above TEFF_MAX (6700 K): the paper left these out (edge effect)"),
 }
+#: Olney et al. 2020 §3.6: stars hotter than this were left out of the published table,
+#: because hotter stars are pulled towards the edge of the training labels (~8000 K).
+TEFF_MAX = 6700.0
+#: What to do with stars hotter than TEFF_MAX: flag them (default) or drop them.
+HOT_POLICIES = ("flag", "drop")
 #: SNR below this is "SNR ≈ 0" (paper §4 removed such sources).
 SNR_ZERO = 1.0
 #: Minimum fraction of pixels with data (the apStar chips cover ~84% of the grid).
@@ -97,6 +103,13 @@ def load_model(path, device="cpu", expect: type = APOGEENet) -> LoadedModel:
                         dtype=float)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadedModel(model, names, prep, lrange, model.npix, path, digest, ckpt)
+
+
+def sigma_scale(lm: LoadedModel) -> np.ndarray:
+    """Per-label factors that calibrate the perturbation σ (stored in the checkpoint by
+    ``apogee-net evaluate --apply-calibration``; 1 when absent)."""
+    scale = lm.checkpoint["meta"].get("sigma_scale") or {}
+    return np.array([float(scale.get(name, 1.0)) for name in lm.label_names])
 
 
 # --------------------------------------------------------------------------- inputs
@@ -309,6 +322,10 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
     with np.errstate(invalid="ignore"):
         outside = ((mean < lo) | (mean > hi)).any(axis=1)
     flags[outside] |= flag_value("OUT_OF_RANGE")
+    if "teff" in lm.label_names:
+        with np.errstate(invalid="ignore"):
+            flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")
+    std = std * sigma_scale(lm)
     table = Table()
     table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
     table["ra"], table["dec"] = np.asarray(data["ra"], float), np.asarray(data["dec"], float)
@@ -323,14 +340,20 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
 
 def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                     device: str = "auto", batch_size: int | None = None, seed: int = 0,
-                    chunk_size: int = 1024, workers: int = 4, progress: bool = True) -> Path:
+                    chunk_size: int = 1024, workers: int = 4, progress: bool = True,
+                    hot: str = "flag") -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
     ``realizations``: perturbed copies per spectrum (0: plain prediction, NaN errors);
     ``batch_size``: rows per forward pass (default 256 on CPU, 2048 on GPU);
-    ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files.
+    ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files;
+    ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
+    of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
+    calibration factors when it has them (header ``SIGSCALE``).
     """
+    if hot not in HOT_POLICIES:
+        raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
     if realizations < 0:
         raise ValueError(f"realizations must be ≥ 0, got {realizations}")
     dev = resolve_device(device)
@@ -338,17 +361,22 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     batch_size = batch_size or default_chunk_rows(dev)
     chunks = plan_chunks(inputs, chunk_size)
     options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
-               "chunk_size": chunk_size, "device": str(dev)}
+               "chunk_size": chunk_size, "device": str(dev), "hot": hot,
+               "teff_max": TEFF_MAX}
     manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
-                "chunk_size": chunk_size, "device": dev.type}
+                "chunk_size": chunk_size, "device": dev.type, "hot": hot}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
                       LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
-                      METHOD="Olney+2020 sec3.5 perturbation, sigma cap 5x mean error")
+                      METHOD="Olney+2020 sec3.5 perturbation, sigma cap 5x mean error",
+                      SIGSCALE=",".join(f"{x:.4g}" for x in sigma_scale(lm)))
 
     def predict_fn(data, offset):
-        return predict_arrays(lm, data, realizations, seed, offset, batch_size)
+        table = predict_arrays(lm, data, realizations, seed, offset, batch_size)
+        if hot == "drop":
+            table = table[(np.asarray(table["flags"]) & flag_value("HOT")) == 0]
+        return table
 
     path = stream_predict(chunks, lambda c: read_chunk(c, lm.npix, workers), predict_fn, out,
                           meta, manifest, progress)

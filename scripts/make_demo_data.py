@@ -7,7 +7,7 @@ The files are synthetic, made by this project, and shipped with the package so t
   2MASS J, H, K and Gaia parallaxes, 2MASS-style IDs, positions over the sky (a few inside
   the star-forming fields that the M-dwarf selection must exclude) and some giants that the
   selection must reject;
-- ``yso_photometry.csv``: 1–10 Myr stars drawn as in Olney et al. 2020 §2.4 (but with
+- ``yso_photometry.csv``: 1–5 Myr stars drawn as in Olney et al. 2020 §2.4 (but with
   A_V 0–4) placed in real star-forming regions at their distances;
 - ``payne_catalogue.txt``: a Payne-format catalogue (Ting et al. 2019 text layout) of giants
   and dwarfs inside The Payne emulator's label range, a few cool dwarfs outside the trust
@@ -82,7 +82,7 @@ def mdwarf_photometry(grid, rng, n=360) -> Table:
 def yso_photometry(grid, rng, seed, n_per=70) -> Table:
     parts = []
     for k, (name, (ra0, dec0, rad, dist)) in enumerate(YSO_REGIONS.items()):
-        pop = draw_population(n_per, seed + k, grid=grid, age_myr_range=(1.0, 10.0),
+        pop = draw_population(n_per, seed + k, grid=grid, age_myr_range=(1.0, 5.0),
                               av_range=(0.0, 4.0), distance_range=(0.9 * dist, 1.1 * dist),
                               mass_range=(0.15, 1.5))
         ra = ra0 + rng.normal(0, rad / 2, len(pop)) / np.cos(np.radians(dec0))

@@ -31,7 +31,8 @@ def test_round_logic_keeps_best_and_reloads(tiny_run, monkeypatch, tmp_path):
     schedule = iter([1.0, 0.5, 0.7])  # start, round 1 (better), round 2 (worse): stop
     calls = []
 
-    def fake_fit(model, train_set, dev_set, loss_fn, out, options, meta, prepare, init_state):
+    def fake_fit(model, train_set, dev_set, loss_fn, out, options, meta, prepare, init_state,
+                 best_loss=None):
         calls.append({"rows": np.array(train_set.rows), "init": {k: v.clone() for k, v in
                                                                 init_state.items()}})
         model.load_state_dict(init_state)

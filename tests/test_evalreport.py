@@ -50,3 +50,26 @@ def test_evaluate_without_dev_split(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="dev"):
         evaluate_model(run_dir / "run" / "model.pt", run_dir / "s.h5", tmp_path / "labels.csv",
                        tmp_path / "e", realizations=2, device="cpu")
+
+
+def test_predict_applies_stored_sigma_scale_and_hot_policy(tiny_run, tmp_path):
+    from apogee_net.evalreport import store_sigma_scale
+    from apogee_net.predict import FLAGS, TEFF_MAX, predict_catalog
+
+    run_dir, _ = tiny_run
+    plain = run_dir / "run" / "model.pt"
+    scaled = tmp_path / "scaled.pt"
+    scaled.write_bytes(plain.read_bytes())
+    store_sigma_scale(scaled, {"logg": 2.0, "teff": 3.0, "fe_h": 4.0})
+    kw = {"realizations": 4, "device": "cpu", "progress": False}
+    a = Table.read(predict_catalog(plain, [run_dir / "s.h5"], tmp_path / "a.fits", **kw))
+    b = Table.read(predict_catalog(scaled, [run_dir / "s.h5"], tmp_path / "b.fits", **kw))
+    np.testing.assert_allclose(b["teff"], a["teff"])
+    np.testing.assert_allclose(b["teff_err"], 3 * a["teff_err"], rtol=1e-6)
+    np.testing.assert_allclose(b["fe_h_err"], 4 * a["fe_h_err"], rtol=1e-6)
+    assert b.meta["SIGSCALE"] == "2,3,4"
+    hot_bit = FLAGS["HOT"][0]
+    assert ((a["flags"] & hot_bit) > 0).tolist() == (a["teff"] > TEFF_MAX).tolist()
+    c = Table.read(predict_catalog(plain, [run_dir / "s.h5"], tmp_path / "c.fits", hot="drop",
+                                   **kw))
+    assert len(c) == int((a["teff"] <= TEFF_MAX).sum()) and (c["teff"] <= TEFF_MAX).all()

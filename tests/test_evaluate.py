@@ -37,6 +37,12 @@ def test_calibration_recovers_factor_and_coverage():
     label = np.zeros((n, 2))
     k = sigma_scale(pred, label, sigma)
     assert k == pytest.approx([4.0, 1.0], rel=0.02)
+    assert sigma_scale(pred, label, sigma, "rms") == pytest.approx([4.0, 1.0], rel=0.02)
+    # heavy tails: 5% outliers at 20 sigma inflate the rms factor, not the robust one
+    out = pred.copy()
+    out[:2500, 1] = 20 * sigma[:2500, 1]
+    assert sigma_scale(out, label, sigma)[1] == pytest.approx(1.07, abs=0.05)
+    assert sigma_scale(out, label, sigma, "rms")[1] > 4
     cal = calibration(pred, label, sigma, ["logg", "teff"])
     assert cal["cov1_before"][0] == pytest.approx(0.1974, abs=0.01)  # P(|z|<1/4)
     assert cal["cov1_after"][0] == pytest.approx(GAUSS_COVERAGE[0], abs=0.01)

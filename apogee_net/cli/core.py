@@ -31,7 +31,7 @@ def _cmd_predict(args) -> None:
 
     path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
                            device=args.device, batch_size=args.batch_size, seed=args.seed,
-                           chunk_size=args.chunk_size, workers=args.workers)
+                           chunk_size=args.chunk_size, workers=args.workers, hot=args.hot)
     print(f"wrote {path}")
 
 
@@ -68,6 +68,9 @@ def register(sub) -> None:
                    help="stores (.h5), apStar files or directories of them")
     p.add_argument("--model", required=True, help="RUNDIR/model.pt")
     p.add_argument("--out", required=True, metavar="CATALOG.fits")
+    p.add_argument("--hot", choices=("flag", "drop"), default="flag",
+                   help="stars hotter than 6700 K (left out of the paper's table): flag "
+                   "(default, bit 16) or drop")
     p.add_argument("--realizations", type=int, default=100,
                    help="perturbed copies per spectrum (paper: 100; 0: no uncertainties)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
