@@ -418,14 +418,16 @@ def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> S
     over store ``rows``, streaming ``chunk`` rows at a time; pixels never with data get
     mean 0, std 1."""
     from apogee_net.store import open_store
+    from apogee_net.store_dataset import read_rows
 
-    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
     with open_store(store) as h5:
         moments = Moments(h5["flux"].shape[1])
         for i in range(0, len(rows), chunk):
             sel = rows[i:i + chunk]
-            flux = torch.from_numpy(np.asarray(h5["flux"][sel], np.float32))
-            error = torch.from_numpy(np.asarray(h5["error"][sel], np.float32))
+            flux = torch.from_numpy(read_rows(h5["flux"], sel).astype(np.float32, copy=False))
+            error = torch.from_numpy(read_rows(h5["error"], sel).astype(np.float32,
+                                                                         copy=False))
             moments.add(scale_flux(flux, error, flux_norm).numpy())
     return moments.standardiser(empty_ok=True)
 
