@@ -43,16 +43,17 @@ class DemoSize:
     patience: int
     adapt_rounds: int
     adapt_epochs: int
-    realizations: int
+    eval_realizations: int  # for the evaluation report and σ calibration
+    realizations: int  # for the catalogue
 
 
 SIZES = {
     "quick": DemoSize(n_payne=500, n_mstar=150, n_yso=150, n_synth=6000, photcnn_epochs=40,
                       max_epochs=10, patience=3, adapt_rounds=2, adapt_epochs=4,
-                      realizations=20),
-    "full": DemoSize(n_payne=1300, n_mstar=320, n_yso=350, n_synth=20000, photcnn_epochs=120,
-                     max_epochs=30, patience=4, adapt_rounds=4, adapt_epochs=8,
-                     realizations=100),
+                      eval_realizations=10, realizations=20),
+    "full": DemoSize(n_payne=900, n_mstar=250, n_yso=250, n_synth=15000, photcnn_epochs=80,
+                     max_epochs=20, patience=4, adapt_rounds=3, adapt_epochs=6,
+                     eval_realizations=30, realizations=100),
 }
 
 
@@ -164,8 +165,8 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
     t = step("stratified adaptation", t)
     model = out / "run_adapted" / "model.pt"
     summary = evaluate_model(model, out / "store.h5", out / "labels.fits", out / "evaluation",
-                             realizations=size.realizations, seed=seed, device=device,
-                             apply_calibration=True)
+                             realizations=size.eval_realizations, seed=seed,
+                             device=device, apply_calibration=True)
     print(format_report(summary), flush=True)
     t = step("evaluation and sigma calibration", t)
     catalog = predict_catalog(model, [out / "store.h5"], out / "catalog.fits",
