@@ -161,7 +161,7 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
                      resume=(run / "last.pt").exists())
     t = step("APOGEE Net training", t)
     adapt(run, out / "run_adapted", seed=seed, max_rounds=size.adapt_rounds,
-          max_epochs=size.adapt_epochs, patience=size.patience, device=device)
+          max_epochs=size.adapt_epochs, device=device)
     t = step("stratified adaptation", t)
     model = out / "run_adapted" / "model.pt"
     summary = evaluate_model(model, out / "store.h5", out / "labels.fits", out / "evaluation",

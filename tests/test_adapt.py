@@ -50,6 +50,7 @@ def test_round_logic_keeps_best_and_reloads(tiny_run, monkeypatch, tmp_path):
     monkeypatch.setattr(adapt_mod, "fit", fake_fit)
     monkeypatch.setattr(adapt_mod, "predict_dataset", fake_predict)
     log = adapt(run_dir / "run", tmp_path / "adapted", fraction=0.25, seed=3, max_rounds=5,
+                round_patience=1,
                 device="cpu", progress=False)
     assert list(log["round"]) == [0, 1, 2] and list(log["kept"]) == [1, 1, 0]
     assert log["rare_dev"][1] == pytest.approx(0.5)

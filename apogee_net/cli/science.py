@@ -10,6 +10,7 @@ def _cmd_adapt(args) -> None:
     log = adapt(args.run, args.out, fraction=args.fraction, seed=args.seed, store=args.store,
                 labels=args.labels, max_rounds=args.max_rounds,
                 round_patience=args.round_patience, max_epochs=args.max_epochs,
+                patience=args.patience, batch_size=args.batch_size, lr=args.lr,
                 device=args.device)
     kept = [int(r["round"]) for r in log if r["kept"] and r["round"] > 0]
     print(f"{len(log) - 1} round(s); kept rounds {kept or 'none'}; model in {args.out}/model.pt")
@@ -36,7 +37,12 @@ def register(sub) -> None:
     p.add_argument("--store", help="HDF5 store (default: the one the run was trained on)")
     p.add_argument("--labels", help="label table (default: the one the run was trained on)")
     p.add_argument("--max-rounds", type=int, default=20)
-    p.add_argument("--round-patience", type=int, default=1,
+    p.add_argument("--patience", type=int, default=8,
+                   help="epochs without a better dev loss within a round (default 8)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.02 x the run's)")
+    p.add_argument("--round-patience", type=int, default=2,
                    help="rounds without YSO/M-dwarf improvement before stopping")
     p.add_argument("--max-epochs", type=int, default=30, help="epochs per round at most")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
