@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from astropy import units as u  # noqa: E402
 from astropy.coordinates import SkyCoord  # noqa: E402
 from astropy.table import Table  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
@@ -137,8 +138,13 @@ def kiel_figure(catalog: Table, cands: Table | None = None, *, grid: Table | Non
     if good.sum() > 10:
         xlo = min(xlo, np.percentile(teff[good], 0.5) - 100)
         xhi = max(xhi, np.percentile(teff[good], 99.5) + 100)
-        hb = ax.hexbin(teff[good], logg[good], gridsize=(90, 60), bins="log", cmap="Greys",
-                       mincnt=1, extent=(xlo, xhi, ylo, yhi), linewidths=0, zorder=1)
+    inside = good & (teff >= xlo) & (teff <= xhi) & (logg >= ylo) & (logg <= yhi)
+    if inside.sum() > 10:
+        # explicit limits: with every occupied cell at one star, an autoscaled LogNorm
+        # collapses to vmin == vmax and the colour bar cannot be drawn
+        hb = ax.hexbin(teff[inside], logg[inside], gridsize=(90, 60), cmap="Greys", mincnt=1,
+                       extent=(xlo, xhi, ylo, yhi), linewidths=0, zorder=1)
+        hb.set_norm(LogNorm(vmin=1.0, vmax=max(2.0, float(np.max(hb.get_array())))))
         cb = fig.colorbar(hb, ax=ax, pad=0.01, label="catalogue stars per cell")
         cb.set_ticks(LogLocator(subs=(1.0, 2.0, 5.0)))
         cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))

@@ -1,0 +1,174 @@
+"""``apogee-net lamost ingest|labels|train|predict``: the LAMOST Bayesian CNN (Li et al.)."""
+
+from __future__ import annotations
+
+import argparse
+
+from yso_labels.runtime import DEVICES
+
+
+def _device(text: str) -> str:
+    if text in DEVICES or text.startswith("cuda:"):
+        return text
+    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+
+
+def _standard(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("weight standard: a number or 'auto'") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+
+
+def _cmd_ingest(args) -> None:
+    from apogee_net.lamost.ingest import ingest_lamost
+
+    report = ingest_lamost(args.inputs, args.out, workers=args.workers,
+                           batch_size=args.batch_size, L=args.L,
+                           reject_cosmics=not args.keep_cosmics, max_cosmic=args.max_cosmic,
+                           min_valid_fraction=args.min_valid_fraction,
+                           overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"lamost ingest: {report['n_ingested']} new, {report['n_already_stored']} already "
+          f"stored, {report['n_failed']} skipped; {report['n_rows']} rows in {report['out']}")
+    for failure in report["failures"][:20]:
+        print(f"skipped: {failure['file']}: {failure['reason']}")
+
+
+def _cmd_labels(args) -> None:
+    from apogee_net.lamost.training import build_training_labels
+
+    path = build_training_labels(args.allstar, args.store, args.out, how=args.how,
+                                 max_sep=args.max_sep, lamost_key=args.lamost_key,
+                                 id_table=args.id_table, apogee_key=args.apogee_key,
+                                 require_core=not args.keep_incomplete,
+                                 weights=args.weights, weight_standard=args.weight_standard,
+                                 uncovered_weight=args.uncovered_weight, seed=args.seed)
+    print(f"wrote {path}")
+
+
+def _cmd_train(args) -> None:
+    from apogee_net.lamost.training import train_lamost
+
+    result = train_lamost(args.store, args.labels, args.out, max_epochs=args.max_epochs,
+                          batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                          dropout=args.dropout, filters=args.filters, kernel=args.kernel,
+                          pool=args.pool, hidden=args.hidden, weights=args.weights,
+                          weight_standard=args.weight_standard, device=args.device,
+                          seed=args.seed, resume=args.resume, amp=args.amp,
+                          workers=args.workers, progress=not args.no_progress)
+    if result.model_path is not None:
+        print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
+              f"{result.model_path}")
+
+
+def _cmd_predict(args) -> None:
+    from apogee_net.lamost.predict import predict_lamost
+
+    path = predict_lamost(args.model, args.inputs, args.out, passes=args.passes,
+                          device=args.device, batch_size=args.batch_size, seed=args.seed,
+                          chunk_size=args.chunk_size, progress=not args.no_progress)
+    print(f"wrote {path}")
+
+
+def register(sub) -> None:
+    lamost = sub.add_parser("lamost", help="LAMOST low-resolution spectra: Bayesian CNN of "
+                            "Li et al. (ingest, labels, train, predict)",
+                            description="The LAMOST backend: 14 labels with MC-dropout "
+                            "uncertainties from LAMOST LRS spectra (Li et al.).")
+    cmds = lamost.add_subparsers(dest="lamost_command", required=True, metavar="STEP")
+
+    p = cmds.add_parser("ingest", help="LAMOST FITS files into an HDF5 store",
+                        description="Read LAMOST LRS FITS (DR1-DR8 image or DR9+ COADD "
+                        "layout, gzipped or not), mask cosmic rays, shift to the rest frame, "
+                        "rebin to 4000-8500 A at 1 A and normalise by The Cannon's Gaussian-"
+                        "smoothing continuum; resumable.")
+    p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="FITS files, folders, globs")
+    p.add_argument("--out", required=True, metavar="STORE.h5")
+    p.add_argument("--workers", type=int, help="reader processes (default min(4, CPUs))")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per write (default 64)")
+    p.add_argument("--L", type=float, default=50.0, help="continuum Gaussian sigma in A "
+                   "(Li et al.: 50)")
+    p.add_argument("--max-cosmic", type=int, default=20,
+                   help="reject spectra with more cosmic-ray pixels (default 20)")
+    p.add_argument("--keep-cosmics", action="store_true", help="no cosmic-ray masking")
+    p.add_argument("--min-valid-fraction", type=float, default=0.5,
+                   help="reject spectra with fewer valid grid pixels (default 0.5)")
+    p.add_argument("--overwrite", action="store_true", help="start the store afresh")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = cmds.add_parser("labels", help="training label table: cross-match, label treatment, "
+                        "splits, [Fe/H] weights",
+                        description="Cross-match a LAMOST store with an APOGEE allStar-like "
+                        "table, set single labels to NaN (uncertainty limits, Table 1 ranges; "
+                        "Li et al. 2.2.1), split 81/9/10 and add the 2.2.2 [Fe/H] weights.")
+    p.add_argument("--allstar", required=True, help="allStar-like FITS/CSV table")
+    p.add_argument("--store", required=True, help="LAMOST store from `lamost ingest`")
+    p.add_argument("--out", required=True, metavar="LABELS.fits")
+    p.add_argument("--how", choices=("position", "id"), default="position")
+    p.add_argument("--max-sep", type=float, default=3.0, help="arcsec (default 3)")
+    p.add_argument("--id-table", help="--how id: table with spec_id (LAMOST OBSID) and the "
+                   "APOGEE ID column named by --lamost-key")
+    p.add_argument("--lamost-key", help="--how id: the APOGEE ID column of --id-table")
+    p.add_argument("--apogee-key", default="APOGEE_ID")
+    p.add_argument("--keep-incomplete", action="store_true",
+                   help="keep stars without Teff, log g, [Fe/H] or [M/H] (paper: dropped)")
+    p.add_argument("--weights", choices=("feh", "none"), default="feh")
+    p.add_argument("--weight-standard", type=_standard, default=410.0,
+                   help="stars per bin of the weight standard (paper: 410) or 'auto'")
+    p.add_argument("--uncovered-weight", choices=("error", "one"), default="error",
+                   help="stars outside the weight table: stop (default) or weight 1")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.set_defaults(func=_cmd_labels)
+
+    p = cmds.add_parser("train", help="train the Bayesian CNN",
+                        description="Train Li et al.'s Bayesian CNN with the robust loss "
+                        "(missing labels left out, label errors in the variance) and the "
+                        "table's [Fe/H] weights; early stopping; resumable.")
+    p.add_argument("--store", required=True)
+    p.add_argument("--labels", required=True, help="table from `apogee-net lamost labels`")
+    p.add_argument("--out", required=True, metavar="RUNDIR")
+    p.add_argument("--max-epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=64, help="(astroNN: 64)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--dropout", type=float, default=0.2, help="MC dropout rate (astroNN 0.2)")
+    p.add_argument("--filters", type=_ints, default=[4, 8, 8], help="three conv widths")
+    p.add_argument("--kernel", type=int, default=8)
+    p.add_argument("--pool", type=int, default=4)
+    p.add_argument("--hidden", type=_ints, default=[196, 96], help="two FC sizes")
+    p.add_argument("--weights", choices=("column", "feh", "none"), default="column",
+                   help="sample weights: the table's (default), rebuilt from [Fe/H], none")
+    p.add_argument("--weight-standard", type=_standard, default=410.0)
+    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = cmds.add_parser("predict", help="MC-dropout catalogue",
+                        description="Labels, total/model/predictive sigma and recommended-"
+                        "range flags for LAMOST stores or FITS files; resumable (OUT.parts/).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="stores, FITS files, folders")
+    p.add_argument("--model", required=True, help="RUNDIR/model.pt")
+    p.add_argument("--out", required=True, metavar="CATALOG.fits")
+    p.add_argument("--passes", type=int, default=100, help="MC-dropout passes (paper: 100)")
+    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows per forward call (default 128 CPU, 8192 GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_predict)

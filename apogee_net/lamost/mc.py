@@ -1,0 +1,122 @@
+"""Monte Carlo dropout prediction (Gal & Ghahramani 2016; astroNN; Li et al. §2.1, FACTS §6).
+
+T stochastic forward passes with dropout on (T = 100 in Li et al.). For each label:
+
+* prediction = mean over passes of the value head;
+* model variance = variance over passes (ddof 0);
+* predictive variance = exp(mean over passes of the log-variance head);
+* total σ = √(model variance + predictive variance).
+
+The passes are batched: the batch is replicated T times (or in chunks of passes when
+``max_rows`` limits memory) and sent through the network in one forward call. Everything is
+computed in the network's standardised label space and converted to label units with the
+label scale s (values: x·s + m; variances: v·s²).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from apogee_net.lamost.model import MCDropout, split_output
+
+__all__ = ["mc_dropout", "MCResult", "combine_passes", "mc_passes", "mc_predict",
+           "default_max_rows"]
+
+#: Monte Carlo passes of Li et al. (§4.1: "the mean of predictions in the 100 times of
+#: forward passes").
+DEFAULT_PASSES = 100
+
+
+@contextlib.contextmanager
+def mc_dropout(model: torch.nn.Module, on: bool = True) -> Iterator[torch.nn.Module]:
+    """Switch the :class:`MCDropout` layers of ``model`` to sampling (``on``) inside the block."""
+    layers = [m for m in model.modules() if isinstance(m, MCDropout)]
+    before = [m.mc for m in layers]
+    for m in layers:
+        m.mc = on
+    try:
+        yield model
+    finally:
+        for m, b in zip(layers, before, strict=True):
+            m.mc = b
+
+
+@dataclass
+class MCResult:
+    """MC-dropout summary, arrays (n, n_labels): ``mean``, ``var_model``, ``var_pred``."""
+
+    mean: np.ndarray
+    var_model: np.ndarray
+    var_pred: np.ndarray
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Total σ = √(model variance + predictive variance) (FACTS §6)."""
+        return np.sqrt(self.var_model + self.var_pred)
+
+    def to_units(self, mean: np.ndarray, scale: np.ndarray) -> MCResult:
+        """From standardised labels to label units: x·scale + mean, variances·scale²."""
+        scale = np.asarray(scale, np.float64)
+        return MCResult(self.mean * scale + np.asarray(mean, np.float64),
+                        self.var_model * scale**2, self.var_pred * scale**2)
+
+
+def combine_passes(values, log_vars) -> MCResult:
+    """Summarise T passes, arrays (T, n, n_labels) of values and log variances (FACTS §6)."""
+    values = np.asarray(values, np.float64)
+    log_vars = np.asarray(log_vars, np.float64)
+    if values.shape != log_vars.shape or values.ndim != 3:
+        raise ValueError(f"combine_passes: values and log_vars must be (T, n, k); got "
+                         f"{values.shape}, {log_vars.shape}")
+    return MCResult(values.mean(axis=0), values.var(axis=0, ddof=0),
+                    np.exp(log_vars.mean(axis=0)))
+
+
+def default_max_rows(device) -> int:
+    """Rows per forward call: on a GPU large (throughput), on a CPU ~128 (activations stay in
+    cache; measured in benchmarks/lamost_speed.py)."""
+    return 8192 if torch.device(device).type == "cuda" else 128
+
+
+@torch.no_grad()
+def mc_passes(model: torch.nn.Module, x: torch.Tensor, passes: int = DEFAULT_PASSES,
+              max_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw MC-dropout output for input ``x`` (n, 1, npix): ``(values, log_vars)`` of shape
+    (passes, n, n_labels), with dropout on. The batch is replicated ``p`` times per forward
+    call, p = passes, or ⌊max_rows / n⌋ when that is smaller (at least 1); ``max_rows``
+    defaults to :func:`default_max_rows` of ``x``'s device."""
+    if passes < 1:
+        raise ValueError(f"passes must be ≥ 1, got {passes}")
+    n = x.shape[0]
+    max_rows = default_max_rows(x.device) if max_rows is None else int(max_rows)
+    per_call = max(1, min(passes, max_rows // max(n, 1)))
+    values, log_vars = [], []
+    with mc_dropout(model):
+        done = 0
+        while done < passes:
+            p = min(per_call, passes - done)
+            out = model(x.repeat(p, 1, 1)).float()          # rows: pass-major blocks of n
+            v, s = split_output(out, out.shape[1] // 2)
+            values.append(v.reshape(p, n, -1))
+            log_vars.append(s.reshape(p, n, -1))
+            done += p
+    return torch.cat(values), torch.cat(log_vars)
+
+
+@torch.no_grad()
+def mc_predict(model: torch.nn.Module, x: torch.Tensor, passes: int = DEFAULT_PASSES,
+               label_mean=None, label_scale=None, max_rows: int | None = None) -> MCResult:
+    """MC-dropout prediction for ``x`` (n, 1, npix), in label units when ``label_mean`` and
+    ``label_scale`` (the training standardisation) are given, else in standardised units."""
+    values, log_vars = mc_passes(model, x, passes, max_rows)
+    v = values.double()
+    result = MCResult(v.mean(0).cpu().numpy(), v.var(0, unbiased=False).cpu().numpy(),
+                      torch.exp(log_vars.double().mean(0)).cpu().numpy())
+    if label_scale is not None:
+        result = result.to_units(0.0 if label_mean is None else label_mean, label_scale)
+    return result

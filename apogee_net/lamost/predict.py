@@ -1,0 +1,165 @@
+"""``apogee-net lamost predict``: MC-dropout catalogue of the LAMOST Bayesian CNN.
+
+Inputs are LAMOST stores (``.h5``) or LAMOST FITS files/directories (prepared on the fly as
+in :mod:`apogee_net.lamost.ingest`). Chunking, resumable parts and the final atomic write
+are the shared machinery of :func:`apogee_net.predict.stream_predict`.
+
+For every spectrum: T MC-dropout passes (100 by default, Li et al.), the mean as the label,
+and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, FACTS §6).
+Columns: ``apogee_id`` (the LAMOST OBSID: the store's key column), ``ra, dec``, the 14
+labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_model``,
+``<label>_err_pred``, ``<label>_flag`` (True: outside Li et al.'s recommended range, Table
+2 and §3.1–3.3), ``snr`` (SNR_g) and ``flags`` (bits of :data:`FLAGS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from apogee_net.lamost.labels import recommended_flags
+from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
+from apogee_net.lamost.model import BayesianCNN
+from apogee_net.predict import FLAGS as APOGEE_FLAGS
+from apogee_net.predict import load_model, plan_chunks, read_chunk, stream_predict
+from yso_labels.runtime import resolve_device
+from yso_labels.tables import provenance
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FLAGS", "predict_lamost", "predict_arrays", "read_lamost_chunk"]
+
+#: Flag bits: the APOGEE catalogue's, plus S/N_g below Li et al.'s training cut of 10.
+FLAGS = {**APOGEE_FLAGS, "SNR_BELOW_10": (16, "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
+MIN_VALID_FRACTION = 0.5
+
+
+def _flag(name: str) -> int:
+    return FLAGS[name][0]
+
+
+def read_lamost_chunk(files: list[str], npix: int) -> dict[str, Any]:
+    """Prepare LAMOST FITS files on the fly; unusable files become rows with ``readable``
+    False (their reason is logged)."""
+    from apogee_net.lamost.ingest import prepare_file
+
+    n = len(files)
+    out = {"flux": np.full((n, npix), np.nan, np.float32),
+           "error": np.full((n, npix), np.nan, np.float32), "apogee_id": [],
+           "ra": np.full(n, np.nan), "dec": np.full(n, np.nan), "snr": np.full(n, np.nan),
+           "readable": np.zeros(n, bool)}
+    for i, path in enumerate(files):
+        _, row, reason = prepare_file(path)
+        if row is None:
+            log.warning("lamost predict: %s", reason)
+            out["apogee_id"].append(Path(path).name.split(".")[0])
+            continue
+        flux, error, _, spec_id, snr, ra, dec = row
+        if flux.size != npix:
+            raise ValueError(f"{path}: {flux.size} pixels, the model expects {npix}")
+        out["flux"][i], out["error"][i] = flux, error
+        out["apogee_id"].append(spec_id)
+        out["ra"][i], out["dec"][i], out["snr"][i] = ra, dec, snr
+        out["readable"][i] = True
+    return out
+
+
+def predict_arrays(lm, data: dict[str, Any], passes: int = DEFAULT_PASSES, seed: int = 0,
+                   offset: int = 0, batch_size: int = 128) -> Table:
+    """Catalogue rows for the spectra ``data`` (dict of :func:`read_lamost_chunk` /
+    :func:`apogee_net.predict.read_chunk`). The dropout masks of a chunk come from a torch
+    generator seeded by (``seed``, ``offset``), so a resumed run repeats the same numbers."""
+    from apogee_net.model import valid_pixels
+
+    flux, error = data["flux"], data["error"]
+    n, k = len(flux), len(lm.label_names)
+    valid = valid_pixels(flux, error)
+    nvalid = valid.sum(axis=1)
+    usable = np.asarray(data["readable"], bool) & (nvalid > 0)
+    mean = np.full((n, k), np.nan)
+    var_model = np.full((n, k), np.nan)
+    var_pred = np.full((n, k), np.nan)
+    device = next(lm.model.parameters()).device
+    torch.manual_seed(int(np.random.SeedSequence([seed, offset]).generate_state(1)[0]))
+    per_group = max(1, batch_size // max(passes, 1))
+    idx = np.flatnonzero(usable)
+    for start in range(0, idx.size, per_group):
+        sel = idx[start:start + per_group]
+        x = lm.preprocess.inputs(torch.from_numpy(flux[sel]).to(device),
+                                 torch.from_numpy(error[sel]).to(device))
+        scaler = lm.preprocess.label_scaler
+        res = mc_predict(lm.model, x, passes, scaler.mean, scaler.std, max_rows=batch_size)
+        mean[sel], var_model[sel], var_pred[sel] = res.mean, res.var_model, res.var_pred
+    snr = np.asarray(data["snr"], float)
+    flags = np.zeros(n, np.int32)
+    flags[~(snr >= 1.0)] |= _flag("LOW_SNR")
+    flags[~(snr >= 10.0)] |= _flag("SNR_BELOW_10")
+    flags[nvalid < MIN_VALID_FRACTION * lm.npix] |= _flag("BAD_PIXELS")
+    flags[~usable] |= _flag("UNREADABLE")
+    lo, hi = lm.label_range
+    with np.errstate(invalid="ignore"):
+        flags[((mean < lo) | (mean > hi)).any(axis=1)] |= _flag("OUT_OF_RANGE")
+    outside_rec = recommended_flags(mean, lm.label_names)
+    table = Table()
+    table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
+    table["ra"], table["dec"] = np.asarray(data["ra"], float), np.asarray(data["dec"], float)
+    sigma = np.sqrt(var_model + var_pred)
+    for j, name in enumerate(lm.label_names):
+        table[name] = mean[:, j]
+        table[f"{name}_err"] = sigma[:, j]
+        table[f"{name}_err_model"] = np.sqrt(var_model[:, j])
+        table[f"{name}_err_pred"] = np.sqrt(var_pred[:, j])
+        table[f"{name}_flag"] = outside_rec[:, j] & usable
+    table["snr"] = snr
+    table["flags"] = flags
+    return table
+
+
+def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str = "auto",
+                   batch_size: int | None = None, seed: int = 0, chunk_size: int = 1024,
+                   progress: bool = True) -> Path:
+    """MC-dropout catalogue ``out`` (FITS) for LAMOST ``inputs`` (stores, FITS files or
+    directories) with the checkpoint ``model`` written by :func:`~.training.train_lamost`.
+
+    ``passes``: MC-dropout passes (Li et al.: 100); ``batch_size``: rows per forward call
+    (spectra × passes; default 128 on CPU, 8192 on a GPU); ``chunk_size``: spectra per
+    resumable part.
+    """
+    if passes < 1:
+        raise ValueError(f"passes must be ≥ 1, got {passes}")
+    dev = resolve_device(device)
+    lm = load_model(model, device=dev, expect=BayesianCNN)
+    if lm.checkpoint["meta"].get("model_kind") != "lamost-bcnn":
+        raise ValueError(f"model checkpoint {model}: not a LAMOST Bayesian CNN (train it "
+                         "with `apogee-net lamost train`)")
+    batch_size = batch_size or default_max_rows(dev)
+    chunks = plan_chunks(inputs, chunk_size)
+
+    def read_fn(chunk):
+        if "store" in chunk:
+            return read_chunk(chunk, lm.npix)
+        return read_lamost_chunk(chunk["files"], lm.npix)
+
+    options = {"passes": passes, "seed": seed, "batch_size": batch_size,
+               "chunk_size": chunk_size, "device": str(dev)}
+    manifest = {"model_sha256": lm.sha256, "passes": passes, "seed": seed,
+                "batch_size": batch_size, "chunk_size": chunk_size, "device": dev.type}
+    meta = provenance("apogee-net lamost predict", options, MODEL=str(lm.path),
+                      MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
+                      LABELS=",".join(lm.label_names), PASSES=passes,
+                      FLAGBITS="; ".join(f"{v[0]}={k}" for k, v in FLAGS.items()),
+                      METHOD="Li et al. MC dropout: mean of T passes; err = sqrt(var over "
+                      "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
+                      IDCOL="apogee_id holds the LAMOST OBSID (store key)")
+
+    def predict_fn(data, offset):
+        return predict_arrays(lm, data, passes, seed, offset, batch_size)
+
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress)
+    log.info("wrote %s (%d chunk(s))", path, len(chunks))
+    return path

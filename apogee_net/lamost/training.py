@@ -1,0 +1,293 @@
+"""Label tables and training of the LAMOST Bayesian CNN (Li et al. §2.2) on the shared loop.
+
+* :func:`build_training_labels` (``apogee-net lamost labels``): cross-match the spectra of a
+  LAMOST store with an APOGEE allStar-like table, apply the §2.2.1 label treatment
+  (:func:`~apogee_net.lamost.labels.treat_labels`), split 81/9/10 % into train/dev/test
+  (Li et al.: reference:test = 9:1, training:cross-validation = 9:1), stratified in 0.1-dex
+  [Fe/H] bins, and add the §2.2.2 [Fe/H] weights built on the training split.
+* :func:`train_lamost` (``apogee-net lamost train``): joins the label table with the store
+  (:func:`apogee_net.store.join_labels`) and trains :class:`~.model.BayesianCNN` with
+  :func:`apogee_net.train.fit` and the robust loss (:func:`~.losses.robust_loss`): NaN labels
+  are left out per label, label uncertainties enter the loss, the table's ``weight`` column
+  weights each star (the loop's weighted mean Σwᵢlᵢ/Σwᵢ).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from apogee_net.lamost.labels import (
+    LABELS,
+    WEIGHT_STANDARD,
+    apply_weights,
+    crossmatch_lamost_apogee,
+    treat_labels,
+    weight_table,
+)
+from yso_labels.runtime import seed_everything
+from yso_labels.tables import provenance, read_table, write_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["assign_splits", "build_training_labels", "train_lamost", "LamostPrepare",
+           "lamost_loss", "SPLIT_FRACTIONS"]
+
+#: Li et al. §2.2: 9:1 reference:test, reference 9:1 training:cross-validation.
+SPLIT_FRACTIONS = (0.81, 0.09, 0.10)
+ERR_COLUMNS = tuple(f"{n}_err" for n in LABELS)
+
+
+def assign_splits(fe_h: np.ndarray, fractions=SPLIT_FRACTIONS, seed: int = 0,
+                  width: float = 0.1) -> np.ndarray:
+    """``train``/``dev``/``test`` per star, random but stratified in ``width``-dex [Fe/H]
+    bins (NaN its own bin) so the splits share the [Fe/H] distribution (Li et al. §2.2)."""
+    fe_h = np.asarray(fe_h, float)
+    frac = np.asarray(fractions, float)
+    if frac.shape != (3,) or np.any(frac < 0) or not np.isclose(frac.sum(), 1.0):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
+                         f"got {fractions}")
+    rng = np.random.default_rng(seed)
+    key = np.where(np.isfinite(fe_h), np.floor(np.nan_to_num(fe_h) / width), np.inf)
+    out = np.empty(fe_h.size, dtype="<U5")
+    cum = np.cumsum(frac)
+    for k in np.unique(key):
+        idx = np.flatnonzero(key == k)
+        u = (rng.permutation(idx.size) + rng.uniform()) / idx.size  # stratified positions
+        out[idx] = np.where(u < cum[0], "train", np.where(u < cum[1], "dev", "test"))
+    return out
+
+
+def build_training_labels(allstar, store, out, how: str = "position", max_sep: float = 3.0,
+                          lamost_key: str | None = None, id_table=None,
+                          apogee_key: str = "APOGEE_ID",
+                          require_core: bool = True, weights: str = "feh",
+                          weight_standard: float | str = WEIGHT_STANDARD,
+                          uncovered_weight: str = "error", seed: int = 0,
+                          source: str = "apogee") -> Path:
+    """Write the training label table ``out`` for the LAMOST store ``store``.
+
+    ``allstar``: APOGEE allStar-like table (path or Table; columns of
+    :func:`~.labels.treat_labels`, plus RA/DEC or ``apogee_key``); ``how``: cross-match by
+    ``position`` (``max_sep`` arcsec) or ``id``: ``id_table`` (path or Table) maps the LAMOST
+    spectrum ID (column ``spec_id``, the store's ``apogee_id``: OBSID) to the APOGEE ID in its
+    column ``lamost_key`` (e.g. a published LAMOST–APOGEE cross-match).
+    ``require_core``: keep only stars whose Teff, log g, [Fe/H], [M/H] survive the treatment
+    (Li et al. wanted these complete); ``weights``: ``feh`` (§2.2.2, table from the training
+    split, ``weight_standard`` 410 or ``auto``) or ``none``; ``uncovered_weight``: ``error``
+    (default) or ``one`` for stars the weight table does not cover.
+
+    Columns: ``apogee_id`` (the LAMOST spectrum ID: the store's key), ``apogee_name``,
+    ``match_sep``, the 14 labels and ``_err``, ``n_labels``, ``core_complete``, ``weight``,
+    ``split``, ``source``.
+    """
+    from apogee_net.store import store_table
+
+    apogee = allstar if isinstance(allstar, Table) else read_table(
+        allstar, required=[apogee_key], what="APOGEE allStar table")
+    spectra = store_table(store)
+    if how == "id":
+        if id_table is None or lamost_key is None:
+            raise ValueError("cross-match by id needs id_table (spec_id → APOGEE ID) and "
+                             "lamost_key (its APOGEE ID column)")
+        ids = id_table if isinstance(id_table, Table) else read_table(
+            id_table, required=["spec_id", lamost_key], what="LAMOST–APOGEE ID table")
+        lookup = {str(a).strip(): str(b).strip()
+                  for a, b in zip(ids["spec_id"], ids[lamost_key], strict=True)}
+        spectra[lamost_key] = [lookup.get(str(k), "") for k in spectra["apogee_id"]]
+    matched = crossmatch_lamost_apogee(spectra, apogee, how=how, max_sep=max_sep,
+                                       lamost_id="apogee_id", lamost_key=lamost_key,
+                                       apogee_key=apogee_key, ra=("ra", "RA"),
+                                       dec=("dec", "DEC"))
+    if len(matched) == 0:
+        raise ValueError(f"no LAMOST spectrum of {store} matched an APOGEE star ({how}"
+                         + (f", {max_sep} arcsec)" if how == "position" else ")"))
+    _, first = np.unique(np.asarray(matched["spec_id"]), return_index=True)
+    if first.size < len(matched):  # one spectrum ID stored twice (e.g. DR5 and DR9 copies)
+        log.info("label table: %d repeated spectrum ID(s) kept once",
+                 len(matched) - first.size)
+        matched = matched[np.sort(first)]
+    table = treat_labels(matched, id_column=apogee_key, where="APOGEE labels")
+    treated = table.meta.pop("TREATED")
+    table.rename_column("apogee_id", "apogee_name")
+    table.add_column(matched["spec_id"], name="apogee_id", index=0)
+    table["match_sep"] = matched["match_sep"]
+    keep = table["n_labels"] > 0
+    if require_core:
+        keep &= table["core_complete"]
+    log.info("label table: %d matched spectra, %d kept (%d without core labels, %d without "
+             "any label)", len(table), int(keep.sum()), int((~table["core_complete"]).sum()),
+             int((table["n_labels"] == 0).sum()))
+    table = table[keep]
+    if len(table) == 0:
+        raise ValueError("no matched star keeps its core labels (Teff, log g, [Fe/H], [M/H]) "
+                         "after the treatment; try require_core=False")
+    table["split"] = assign_splits(table["fe_h"], seed=seed)
+    wmeta = {}
+    if weights == "feh":
+        wt = weight_table(np.asarray(table["fe_h"])[table["split"] == "train"],
+                          standard=weight_standard)
+        fe = np.asarray(table["fe_h"], float)
+        covered = np.isfinite(fe) & (fe >= wt["lo"][0]) & (fe <= wt["hi"][-1])
+        w = np.ones(len(table))
+        if not covered.all() and uncovered_weight == "error":
+            apply_weights(fe, wt, ids=list(table["apogee_id"]))  # raises, naming the stars
+        w[covered] = apply_weights(fe[covered], wt)
+        table["weight"] = w
+        wmeta = {"WSTD": wt.meta["standard"], "WCAP": wt.meta["cap"],
+                 "WUNCOV": int((~covered).sum())}
+    elif weights == "none":
+        table["weight"] = np.ones(len(table))
+    else:
+        raise ValueError(f"weights must be 'feh' or 'none', got {weights!r}")
+    table["source"] = source
+    options = {"how": how, "max_sep": max_sep, "require_core": require_core,
+               "weights": weights, "weight_standard": weight_standard,
+               "uncovered_weight": uncovered_weight, "seed": seed}
+    meta = provenance("apogee-net lamost labels", options, STORE=str(store),
+                      METHOD="Li et al. sec 2.2.1 label treatment, sec 2.2.2 weights",
+                      TREATED=str(treated), **wmeta)
+    return write_table(table, out, meta)
+
+
+# --------------------------------------------------------------------------- training
+class LamostPrepare:
+    """``prepare`` step of :func:`apogee_net.train.fit`: the network input from the shared
+    :class:`apogee_net.model.Preprocess` (per-pixel standardised normalised flux, pixels
+    without data 0), and from ``target`` = [labels | label σ] (n, 2k) the standardised
+    ``y`` and ``y_err`` (σ / label scale)."""
+
+    def __init__(self, preprocess, n_labels: int):
+        self.preprocess, self.k = preprocess, n_labels
+
+    def __call__(self, batch: dict) -> dict:
+        batch["input"] = self.preprocess.inputs(batch["flux"], batch.get("error"))
+        if "target" in batch and batch["target"].shape[-1] == 2 * self.k:
+            target = batch["target"].float()
+            mean, std = self.preprocess.label_scaler.tensors(target.device)
+            batch["y"] = (target[:, :self.k] - mean) / std
+            batch["y_err"] = target[:, self.k:] / std
+        return batch
+
+
+def lamost_loss(output, batch):
+    """Per-star robust loss (FACTS §6) of a :class:`~.model.BayesianCNN` output; the sample
+    weights are applied by the training loop (Σwᵢlᵢ/Σwᵢ), not here."""
+    from apogee_net.lamost.losses import robust_loss
+    from apogee_net.lamost.model import split_output
+
+    value, log_var = split_output(output)
+    return robust_loss(batch["y"], value, log_var, batch["y_err"])
+
+
+def _check_weights(joined: Table, rows_mask: np.ndarray) -> np.ndarray:
+    w = np.asarray(joined["weight"], float)
+    bad = rows_mask & ~(np.isfinite(w) & (w >= 0))
+    if bad.any():
+        ids = list(np.asarray(joined["apogee_id"])[bad][:10])
+        raise ValueError(f"label table: the weight column does not cover {int(bad.sum())} "
+                         f"training/dev star(s) (NaN or negative), e.g. {', '.join(ids)}")
+    return w
+
+
+def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64,
+                 lr: float = 1e-3, patience: int = 5, dropout: float = 0.2,
+                 filters=(4, 8, 8), kernel: int = 8, pool: int = 4, hidden=(196, 96),
+                 weights: str = "column", weight_standard: float | str = WEIGHT_STANDARD,
+                 device: str = "auto", seed: int = 0, resume: bool = False, amp: bool = False,
+                 workers: int = 0, progress: bool = True):
+    """Train the LAMOST Bayesian CNN on ``store`` with the label table ``labels`` (path or
+    Table from :func:`build_training_labels`: ``apogee_id, <14 labels>, <label>_err, split,
+    source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``).
+
+    ``weights``: ``column`` (the table's weights; every train/dev star must have one),
+    ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``. Stars with no
+    label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
+    loss), ``last.pt`` (resume) and ``train_log.csv``; returns the
+    :class:`apogee_net.train.FitResult`.
+    """
+    from apogee_net.lamost.model import BayesianCNN
+    from apogee_net.model import Preprocess, Standardiser
+    from apogee_net.store import SpectraDataset, join_labels, open_store
+    from apogee_net.train import TrainOptions, fit, fit_flux_scaler
+
+    columns = [*LABELS, *ERR_COLUMNS]
+    table = labels if isinstance(labels, Table) else read_table(labels, what="label table")
+    table = table.copy(copy_data=False)
+    table.convert_bytestring_to_unicode()  # FITS strings come back as bytes
+    if weights == "column":
+        if "weight" not in table.colnames:
+            raise ValueError("label table has no 'weight' column; build it with `apogee-net "
+                             "lamost labels` or train with --weights feh|none")
+        columns.append("weight")
+    missing_err = [c for c in ERR_COLUMNS if c not in table.colnames]
+    if missing_err:
+        for c in missing_err:  # no known label uncertainty: σ_known = 0 in the loss
+            table[c] = np.zeros(len(table))
+        log.warning("label table has no %s: σ_known = 0", ", ".join(missing_err))
+    rows, joined, report = join_labels(store, table, label_columns=columns)
+    values = np.column_stack([joined[c] for c in LABELS]).astype(float)
+    errs = np.column_stack([joined[c] for c in ERR_COLUMNS]).astype(float)
+    has_label = np.isfinite(values).any(axis=1)
+    split = np.asarray(joined["split"])
+    if (~has_label).any():
+        log.warning("%d star(s) have no finite label and are left out of training",
+                    int((~has_label).sum()))
+    train = has_label & (split == "train")
+    dev = has_label & (split == "dev")
+    if not train.any():
+        raise ValueError(f"no training star: the label table joined {report['n_joined']} "
+                         "star(s) with the store, none with split 'train' and a finite label")
+    if weights == "column":
+        w = _check_weights(joined, train | dev)
+    elif weights == "feh":
+        wt = weight_table(values[train, LABELS.index("fe_h")], standard=weight_standard)
+        w = np.ones(len(joined))
+        w[train | dev] = apply_weights(values[train | dev, LABELS.index("fe_h")], wt,
+                                       ids=list(np.asarray(joined["apogee_id"])[train | dev]))
+    elif weights == "none":
+        w = np.ones(len(joined))
+    else:
+        raise ValueError(f"weights must be 'column', 'feh' or 'none', got {weights!r}")
+
+    label_scaler = Standardiser.fit(values[train], empty_ok=True)
+    flux_scaler = fit_flux_scaler(store, rows[train], flux_norm="none")
+    with open_store(store) as h5:
+        npix = int(h5["flux"].shape[1])
+        kind = str(h5.attrs.get("kind"))
+        wave = h5["wavelength"][:]
+    if kind != "lamost":
+        log.warning("store %s is of kind %r, not 'lamost'", store, kind)
+    targets = np.hstack([values, np.where(np.isfinite(errs), errs, 0.0)])
+    train_set = SpectraDataset(store, rows[train], targets[train], w[train])
+    dev_set = SpectraDataset(store, rows[dev], targets[dev], w[dev]) if dev.any() else None
+    seed_everything(seed)  # the initial weights depend on the seed only
+    model = BayesianCNN(n_targets=len(LABELS), npix=npix, filters=filters, kernel=kernel,
+                        pool=pool, hidden=hidden, dropout=dropout)
+    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
+                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
+                           workers=workers, resume=resume, progress=progress)
+    with warnings.catch_warnings():  # a label without any training value: range NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lrange = [np.nanmin(values[train], axis=0).tolist(),
+                  np.nanmax(values[train], axis=0).tolist()]
+    preprocess = Preprocess(flux_scaler, label_scaler, "none")
+    meta = {"model_kind": "lamost-bcnn", "label_names": list(LABELS), **preprocess.to_meta(),
+            "label_range": lrange, "wavelength": [float(wave[0]), float(wave[-1]), wave.size],
+            "weights": weights, "n_train": int(train.sum()), "n_dev": int(dev.sum()),
+            "n_labels_train": np.isfinite(values[train]).sum(axis=0).tolist(),
+            "store": str(store),
+            "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else "Table",
+            "provenance": provenance("apogee-net lamost train", {
+                "weights": weights, "weight_standard": weight_standard}),
+            "method": "Li et al. Bayesian CNN; robust loss (FACTS sec 6); MC dropout"}
+    log.info("lamost train: %d train, %d dev stars; labels per training star %.1f of %d",
+             int(train.sum()), int(dev.sum()), np.isfinite(values[train]).sum(1).mean(),
+             len(LABELS))
+    return fit(model, train_set, dev_set, lamost_loss, Path(out), options, meta,
+               prepare=LamostPrepare(preprocess, len(LABELS)))
