@@ -340,7 +340,7 @@ def _read_row(path: str):
     return path, (sp.flux, sp.error, sp.mask, sp.apogee_id, sp.snr, sp.ra, sp.dec), None
 
 
-def _parallel_map(fn, items: list, workers: int, block: int):
+def parallel_map(fn, items: list, workers: int, block: int):
     """``map(fn, items)`` in order, over a process pool in blocks (bounded memory)."""
     if workers <= 1:
         yield from map(fn, items)
@@ -350,6 +350,52 @@ def _parallel_map(fn, items: list, workers: int, block: int):
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(items), block):
             yield from pool.map(fn, items[start:start + block], chunksize=4)
+
+
+def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
+               batch_size: int = 64, progress: bool = True, desc: str = "ingest") -> list[str]:
+    """Append worker results ``(source, row, reason)`` (``row`` None: skipped, ``reason``
+    says why) to ``writer`` in batches of ``batch_size`` rows and finish the store.
+
+    Failures go to ``report["failures"]`` (and the store attribute ``failures``); the counts
+    ``n_ingested``, ``n_failed``, ``n_rows`` are set. The store is renamed into place when it
+    holds rows; with none, the ``.part`` file is removed and a ValueError names the first
+    failure. An interruption keeps ``.part`` for a rerun to resume. Returns the stored IDs.
+    """
+    from tqdm import tqdm
+
+    try:
+        batch: list = []
+        for source, row, reason in tqdm(results, total=total, disable=not progress,
+                                        desc=desc, unit="file"):
+            if row is None:
+                report["failures"].append({"file": source, "reason": reason})
+                log.warning("%s: skipped %s (%s)", desc, source, reason)
+                continue
+            batch.append((*row, source))
+            if len(batch) >= batch_size:
+                writer.append(*map(list, zip(*batch, strict=True)))
+                batch = []
+        if batch:
+            writer.append(*map(list, zip(*batch, strict=True)))
+        report["n_failed"] = len(report["failures"])
+        report["n_ingested"] = total - report["n_failed"]
+        writer.h5.attrs["failures"] = json.dumps(report["failures"][:1000])
+        ids = _decode(writer.h5["apogee_id"][:])
+        report["n_rows"] = len(ids)
+        if not ids:
+            writer.close(complete=False)
+            part_path(writer.path).unlink(missing_ok=True)
+            first = report["failures"][0] if report["failures"] else {}
+            raise ValueError(f"{desc}: no input file could be used (first: "
+                             f"{first.get('file')}: {first.get('reason')})")
+        writer.close(complete=True)
+    except BaseException:
+        if writer.h5 is not None:
+            writer.close(complete=False)
+            log.warning("%s interrupted: %s kept; rerun to resume", desc, writer.part)
+        raise
+    return ids
 
 
 def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
@@ -364,8 +410,6 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     ingested. Returns a report: counts, failures, duplicated APOGEE IDs, files per second.
     """
     import time
-
-    from tqdm import tqdm
 
     from apogee_net.apstar import NPIX, apstar_wavelength
 
@@ -396,39 +440,14 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
         if report["n_already_stored"]:
             log.info("ingest: %d of %d files already stored in %s; reading %d",
                      report["n_already_stored"], len(files), writer.part, len(todo))
-        batch: list = []
         t_read = time.perf_counter()
-        results = _parallel_map(_read_row, todo, workers, block=max(64, 32 * workers))
-        for source, row, reason in tqdm(results, total=len(todo), disable=not progress,
-                                        desc="ingest", unit="file"):
-            if row is None:
-                report["failures"].append({"file": source, "reason": reason})
-                log.warning("ingest: skipped %s (%s)", source, reason)
-                continue
-            batch.append((*row, source))
-            if len(batch) >= batch_size:
-                writer.append(*map(list, zip(*batch, strict=True)))
-                batch = []
-        if batch:
-            writer.append(*map(list, zip(*batch, strict=True)))
-        read_s = time.perf_counter() - t_read
-        report["n_ingested"] = len(todo) - len(report["failures"])
-        report["n_failed"] = len(report["failures"])
-        writer.h5.attrs["failures"] = json.dumps(report["failures"][:1000])
-        ids = _decode(writer.h5["apogee_id"][:])
-        report["n_rows"] = len(ids)
-        if not ids:
-            writer.close(complete=False)
-            part_path(out).unlink(missing_ok=True)
-            first = report["failures"][0] if report["failures"] else {}
-            raise ValueError(f"ingest: no apStar file could be read (first: {first.get('file')}"
-                             f": {first.get('reason')})")
-        writer.close(complete=True)
+        results = parallel_map(_read_row, todo, workers, block=max(64, 32 * workers))
     except BaseException:
-        if writer.h5 is not None:
-            writer.close(complete=False)
-            log.warning("ingest interrupted: %s kept; rerun to resume", writer.part)
+        writer.close(complete=False)
         raise
+    ids = fill_store(writer, results, report, total=len(todo), batch_size=batch_size,
+                     progress=progress, desc="ingest")
+    read_s = time.perf_counter() - t_read
     dups = duplicate_ids(ids)
     if dups:
         log.warning("ingest: %d APOGEE ID(s) occur in more than one row (e.g. %s)", len(dups),

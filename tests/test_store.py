@@ -257,3 +257,13 @@ def test_join_labels_reports_both_sides(tmp_path, sim_dir, caplog):
     assert len(rows2) == 9 and report2["n_joined"] == 9
     with pytest.raises(ValueError, match="missing column"):
         join_labels(out, labels[["apogee_id", "teff"]])
+
+
+def test_ingest_of_only_unreadable_files_fails_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "apStar-dr17-2MBROKEN.fits").write_bytes(b"SIMPLE  = garbage")
+    out = tmp_path / "s.h5"
+    with pytest.raises(ValueError, match="no input file could be used.*2MBROKEN"):
+        ingest_apstar(folder, out, workers=0, progress=False)
+    assert not out.exists() and not store.part_path(out).exists()

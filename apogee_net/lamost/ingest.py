@@ -20,7 +20,6 @@ the store attribute ``failures``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -37,7 +36,7 @@ from apogee_net.lamost.preprocess import (
     lamost_grid,
     prepare_spectrum,
 )
-from apogee_net.store import StoreWriter, open_store, part_path
+from apogee_net.store import StoreWriter, fill_store, open_store, parallel_map, part_path
 from yso_labels.tables import provenance
 
 log = logging.getLogger(__name__)
@@ -68,17 +67,6 @@ def prepare_file(path: str, L: float = 50.0, reject_cosmics: bool = True,
                   sp.dec), None
 
 
-def _map(fn, items: list, workers: int):
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(items), 32 * workers):
-            yield from pool.map(fn, items[start:start + 32 * workers], chunksize=4)
-
-
 def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
                   batch_size: int = 64, L: float = 50.0, reject_cosmics: bool = True,
                   max_cosmic: int = 20, min_valid_fraction: float = 0.5,
@@ -91,8 +79,6 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
     interrupted ingest or appends new files (stored sources are skipped). Returns a report
     (counts, failures with reasons, rows, files per second).
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     files = [str(f.resolve()) for f in find_lamost_files(inputs)]
     if not files:
@@ -122,36 +108,12 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
         report["n_already_stored"] = len(files) - len(todo)
         fn = partial(prepare_file, L=L, reject_cosmics=reject_cosmics, max_cosmic=max_cosmic,
                      min_valid_fraction=min_valid_fraction)
-        batch: list = []
-        for source, row, reason in tqdm(_map(fn, todo, workers), total=len(todo),
-                                        disable=not progress, desc="lamost ingest",
-                                        unit="file"):
-            if row is None:
-                report["failures"].append({"file": source, "reason": reason})
-                log.warning("lamost ingest: skipped %s", reason)
-                continue
-            batch.append((*row, source))
-            if len(batch) >= batch_size:
-                writer.append(*map(list, zip(*batch, strict=True)))
-                batch = []
-        if batch:
-            writer.append(*map(list, zip(*batch, strict=True)))
-        report["n_ingested"] = len(todo) - len(report["failures"])
-        report["n_failed"] = len(report["failures"])
-        writer.h5.attrs["failures"] = json.dumps(report["failures"][:1000])
-        report["n_rows"] = len(writer)
-        if report["n_rows"] == 0:
-            writer.close(complete=False)
-            part_path(out).unlink(missing_ok=True)
-            first = report["failures"][0] if report["failures"] else {}
-            raise ValueError(f"lamost ingest: no spectrum could be used (first: "
-                             f"{first.get('reason')})")
-        writer.close(complete=True)
+        results = parallel_map(fn, todo, workers, block=32 * max(workers, 1))
     except BaseException:
-        if writer.h5 is not None:
-            writer.close(complete=False)
-            log.warning("lamost ingest interrupted: %s kept; rerun to resume", writer.part)
+        writer.close(complete=False)
         raise
+    fill_store(writer, results, report, total=len(todo), batch_size=batch_size,
+               progress=progress, desc="lamost ingest")
     seconds = time.perf_counter() - t0
     report.update(seconds=seconds, files_per_s=len(todo) / seconds if seconds > 0 else 0.0)
     log.info("lamost ingest: %d new, %d already stored, %d failed -> %s (%d rows)",
