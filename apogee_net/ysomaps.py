@@ -329,8 +329,11 @@ def age_maps_figure(cands: Table, regions: Table, bins: Table | None = None,
         smooth = kernel_bandwidth(l[box], b_all[box], floor=(ext[1] - ext[0]) / 60)
         for row, color in zip(bins, AGE_COLORS, strict=False):
             sel = (ab == row["age_bin"]) & box
-            ax.plot(l[sel], b_all[sel], "o", ms=1.8, mew=0, color=color, alpha=0.45)
-            if sel.sum() >= min_stars:
+            contoured = sel.sum() >= min_stars
+            # points under contours stay faint; a bin too sparse for contours shows clearly
+            ax.plot(l[sel], b_all[sel], "o", ms=1.8 if contoured else 4.0, mew=0,
+                    color=color, alpha=0.45 if contoured else 0.9)
+            if contoured:
                 dens = density_grid(l[sel], b_all[sel], ext, smooth_deg=smooth)
                 ax.contour(np.linspace(ext[0], ext[1], dens.shape[1]),
                            np.linspace(ext[2], ext[3], dens.shape[0]), dens,
