@@ -11,7 +11,8 @@ The work is batched across stars and realizations: a chunk of stars is expanded 
 ``(stars × N, 1, npix)`` tensor and passed through the network in slices of at most
 ``chunk_rows`` rows, so N realizations cost about N plain forward passes at full batch
 efficiency. :func:`forward_realizations` is the generic part (the LAMOST MC-dropout
-prediction reuses it with a ``make_inputs`` that only repeats the spectra).
+prediction, :func:`apogee_net.lamost.mc.mc_passes`, reuses it with a ``make_inputs`` that only
+repeats the spectra).
 Noise for star *i* comes from its own generator seeded by ``(seed, key_i)``, so a star's
 numbers do not depend on how the stars were chunked (resumable prediction stays exact).
 """
@@ -83,16 +84,6 @@ def forward_realizations(model: torch.nn.Module,
         return torch.empty(0, n_realizations, 0)
     joined = tuple(torch.cat(o) for o in zip(*outputs, strict=True))
     return joined[0] if single else joined
-
-
-def mc_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    """Evaluation mode with dropout left on (MC dropout, FACTS §6): every forward pass of
-    :func:`forward_realizations` then draws its own dropout mask."""
-    model.eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.train()
-    return model
 
 
 def summarise(samples: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

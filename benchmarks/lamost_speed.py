@@ -5,8 +5,9 @@
    4501-pixel training grid, windowed blocks on the 3909-pixel log-linear grid) against the
    dense N×N weight matrix of The Cannon, built per call (one spectrum) or shared by a batch
    (as The Cannon does for a data set), on the same spectra; max relative difference too.
-2. MC-dropout inference per spectrum: :func:`apogee_net.lamost.mc.mc_passes` (the batch
-   replicated T times in one forward call) against T separate forward passes.
+2. MC-dropout inference per spectrum: :func:`apogee_net.lamost.mc.mc_passes` (each spectrum
+   repeated T times, forward calls of up to ``max_rows`` rows) against T separate forward
+   passes over the batch.
 
 Run: ``python benchmarks/lamost_speed.py [--spectra 20] [--passes 100] [--device auto]``.
 Prints times per spectrum and the ratios (naive / ours).

@@ -7,8 +7,8 @@ T stochastic forward passes with dropout on (T = 100 in Li et al.). For each lab
 * predictive variance = exp(mean over passes of the log-variance head);
 * total σ = √(model variance + predictive variance).
 
-The passes are batched: the batch is replicated T times (or in chunks of passes when
-``max_rows`` limits memory) and sent through the network in one forward call. Everything is
+The passes are batched: each star is repeated T times and the rows are sent through the
+network in forward calls of at most ``max_rows`` rows. Everything is
 computed in the network's standardised label space and converted to label units with the
 label scale s (values: x·s + m; variances: v·s²).
 """
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from apogee_net.lamost.model import MCDropout, split_output
+from apogee_net.uncertainty import forward_realizations
 
 __all__ = ["mc_dropout", "MCResult", "combine_passes", "mc_passes", "mc_predict",
            "default_max_rows"]
@@ -83,29 +84,22 @@ def default_max_rows(device) -> int:
     return 8192 if torch.device(device).type == "cuda" else 128
 
 
-@torch.no_grad()
 def mc_passes(model: torch.nn.Module, x: torch.Tensor, passes: int = DEFAULT_PASSES,
               max_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw MC-dropout output for input ``x`` (n, 1, npix): ``(values, log_vars)`` of shape
-    (passes, n, n_labels), with dropout on. The batch is replicated ``p`` times per forward
-    call, p = passes, or ⌊max_rows / n⌋ when that is smaller (at least 1); ``max_rows``
-    defaults to :func:`default_max_rows` of ``x``'s device."""
+    (passes, n, n_labels), with dropout on. Each star is repeated ``passes`` times and the
+    rows go through the network in forward calls of at most ``max_rows`` rows (default
+    :func:`default_max_rows` of ``x``'s device), by the same batched loop as the APOGEE Net
+    perturbations (:func:`apogee_net.uncertainty.forward_realizations`); every row draws its
+    own dropout mask."""
     if passes < 1:
         raise ValueError(f"passes must be ≥ 1, got {passes}")
-    n = x.shape[0]
     max_rows = default_max_rows(x.device) if max_rows is None else int(max_rows)
-    per_call = max(1, min(passes, max_rows // max(n, 1)))
-    values, log_vars = [], []
     with mc_dropout(model):
-        done = 0
-        while done < passes:
-            p = min(per_call, passes - done)
-            out = model(x.repeat(p, 1, 1)).float()          # rows: pass-major blocks of n
-            v, s = split_output(out, out.shape[1] // 2)
-            values.append(v.reshape(p, n, -1))
-            log_vars.append(s.reshape(p, n, -1))
-            done += p
-    return torch.cat(values), torch.cat(log_vars)
+        out = forward_realizations(model, lambda a, b: x[a:b].repeat_interleave(passes, 0),
+                                   x.shape[0], passes, chunk_rows=max_rows)
+    values, log_vars = split_output(out, out.shape[-1] // 2)      # (n, passes, k) each
+    return values.transpose(0, 1), log_vars.transpose(0, 1)
 
 
 @torch.no_grad()
