@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -16,24 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from yso_labels.tables import atomic_path  # noqa: E402
+from apogee_net.ysomaps import save_figure  # noqa: E402
 
 #: Axis titles and units per label name.
 LABEL_AXES = {"logg": "log g [dex]", "teff": r"$T_{\rm eff}$ [K]", "fe_h": "[Fe/H] [dex]"}
 GROUP_STYLE = {"payne": ("Payne", "tab:gray"), "mstar": ("M dwarfs", "tab:red"),
                "yso": ("YSOs", "tab:blue")}
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    tmp, final = atomic_path(path)
-    try:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-        os.replace(tmp, final)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return final
 
 
 def _groups(source):
@@ -73,7 +60,7 @@ def plot_pred_vs_label(pred, label, label_names, source, path) -> Path:
             bot.invert_xaxis()
     axes[0, 0].legend(loc="best", markerscale=4, fontsize=8)
     fig.suptitle("APOGEE Net: predictions vs labels")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_sigma_vs_snr(sigma, snr, label_names, source, path) -> Path:
@@ -92,7 +79,7 @@ def plot_sigma_vs_snr(sigma, snr, label_names, source, path) -> Path:
         ax.set_ylabel(f"σ {LABEL_AXES.get(name, name)}")
     axes[0, 0].legend(loc="best", markerscale=4, fontsize=8)
     fig.suptitle("Uncertainty vs SNR")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_kiel(teff, logg, source, path, title="APOGEE Net predictions") -> Path:
@@ -108,4 +95,4 @@ def plot_kiel(teff, logg, source, path, title="APOGEE Net predictions") -> Path:
     ax.set_ylabel(LABEL_AXES["logg"])
     ax.set_title(title)
     ax.legend(loc="best", markerscale=4, fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)
