@@ -305,6 +305,16 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
                      model_path=best_path if state["best_epoch"] > 0 else None)
 
 
+def _batch_losses(net, batch, loss_fn, prepare, autocast, device):
+    """Per-sample losses of one batch and their weights (the batch's ``weight``, else 1)."""
+    batch = prepare(_to_device(batch, device))
+    with autocast:
+        output = net(batch["input"])
+    per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
+    w = batch.get("weight")
+    return per, (torch.ones_like(per) if w is None else w.to(per.dtype))
+
+
 def _train_epoch(net, loader, loss_fn, prepare, optimizer, autocast, scaler, ctx, epoch,
                  options) -> float:
     from tqdm.auto import tqdm
@@ -314,12 +324,7 @@ def _train_epoch(net, loader, loss_fn, prepare, optimizer, autocast, scaler, ctx
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not (options.progress and ctx.is_main))
     for batch in bar:
-        batch = prepare(_to_device(batch, ctx.device))
-        with autocast:
-            output = net(batch["input"])
-        per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
-        w = batch.get("weight")
-        w = torch.ones_like(per) if w is None else w.to(per.dtype)
+        per, w = _batch_losses(net, batch, loss_fn, prepare, autocast, ctx.device)
         wsum = w.sum()
         # Σ_batch w l / (Σ_all-ranks w / world): DDP's mean over ranks then gives Σ w l / Σ w
         global_w = distributed.all_reduce_sum(wsum.detach(), ctx) / ctx.world_size
@@ -347,12 +352,7 @@ def _evaluate(model, loader, loss_fn, prepare, autocast, ctx) -> float:
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     for batch in loader:
-        batch = prepare(_to_device(batch, ctx.device))
-        with autocast:
-            output = model(batch["input"])
-        per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
-        w = batch.get("weight")
-        w = torch.ones_like(per) if w is None else w.to(per.dtype)
+        per, w = _batch_losses(model, batch, loss_fn, prepare, autocast, ctx.device)
         total += torch.stack([(w * per).sum().double(), w.sum().double()])
     total = distributed.all_reduce_sum(total, ctx)
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
