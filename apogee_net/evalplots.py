@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from apogee_net.ysomaps import save_figure  # noqa: E402
+from apogee_net.ysomaps import save_figure
 
 #: Axis titles and units per label name.
 LABEL_AXES = {"logg": "log g [dex]", "teff": r"$T_{\rm eff}$ [K]", "fe_h": "[Fe/H] [dex]"}

@@ -3,7 +3,8 @@ isochrones (Fig. 6/7), the candidates on the sky with impostors (Fig. 7 bottom),
 maps per log g age bin (Fig. 8) and the log g kernel density per group (Fig. 9).
 
 Each ``*_figure`` function takes Tables (see :mod:`apogee_net.ysos`) and returns a matplotlib
-Figure (Agg backend, no display needed); :func:`save_figure` writes it atomically.
+Figure (the user's matplotlib backend; the CLI uses Agg); :func:`save_figure` writes it
+atomically as PNG.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
+from scipy.ndimage import gaussian_filter
+from scipy.spatial import cKDTree
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy import units as u  # noqa: E402
-from astropy.coordinates import SkyCoord  # noqa: E402
-from astropy.table import Table  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
-from scipy.ndimage import gaussian_filter  # noqa: E402
-from scipy.spatial import cKDTree  # noqa: E402
-
-from apogee_net.ysos import age_bin_table, check_vertices  # noqa: E402
-from yso_labels.tables import atomic_path  # noqa: E402
+from apogee_net.ysos import age_bin_table, check_vertices
+from yso_labels.tables import atomic_path
 
 #: Olney et al. 2020 Fig. 6: PARSEC isochrone ages (Myr) and evolutionary tracks (M☉).
 ISOCHRONE_AGES_MYR = (1, 2, 5, 10, 20, 50, 100, 200, 300)

@@ -5,6 +5,7 @@ Each submodule registers its subcommands with ``register(subparsers)``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,9 @@ SUBCOMMAND_MODULES = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # the commands only write PNG files: no display needed (the library itself leaves the
+    # user's matplotlib backend alone, so notebooks keep theirs)
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser("apogee-net", "APOGEE Net (Olney et al. 2020) and the LAMOST Bayesian "
                           "CNN (Li et al.): spectra to stellar labels with uncertainties.",
                           SUBCOMMAND_MODULES)
