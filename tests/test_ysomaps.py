@@ -197,3 +197,17 @@ def test_real_isochrones_order_by_age(grid):
           curves.items()}
     assert at[1] < at[10] - 0.3 < at[100] - 0.3
     assert 3.3 < at[1] < 3.9 and 4.6 < at[100] < 5.0
+
+
+def test_kiel_density_with_sparse_or_out_of_frame_predictions():
+    """Regression (CI of an earlier landing): a log colour bar needs a count range; with every
+    cell at one star, or every star outside the frame, the figure must still be drawn, and
+    the colour bar spans 1 … the densest cell."""
+    rng = np.random.default_rng(0)
+    spread = Table({"teff": rng.uniform(3000, 6000, 30), "logg": rng.uniform(1, 5, 30)})
+    fig = ysomaps.kiel_figure(spread, grid=_stand_in_grid())
+    bar = fig.axes[1]  # the colour bar
+    assert bar.get_ylim()[0] == pytest.approx(1.0) and bar.get_ylim()[1] >= 2.0
+    outside = Table({"teff": np.full(30, 4000.0), "logg": np.full(30, 9.0)})
+    fig = ysomaps.kiel_figure(outside, grid=_stand_in_grid())
+    assert len(fig.axes) == 1  # no density, no colour bar: points drawn as they are
