@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -63,10 +64,37 @@ def main(argv=None) -> None:
     ap.add_argument("--realizations", type=int, default=30)
     ap.add_argument("--out", type=Path, default=Path("/tmp/adapt_bench"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse-run", action="store_true",
+                    help="keep the store, run and 'before' report of an earlier call in --out "
+                    "and redo only the adaptation")
+    ap.add_argument("--max-rounds", type=int, default=20, help="adapt(): rounds at most")
+    ap.add_argument("--round-epochs", type=int, default=30, help="adapt(): epochs per round")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    shutil.rmtree(args.out, ignore_errors=True)
-    args.out.mkdir(parents=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("apogee_net.train", "apogee_net.store_dataset", "apogee_net.evalreport"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    reuse = args.reuse_run and (args.out / "eval_before" / "summary.json").exists()
+    if not reuse:
+        shutil.rmtree(args.out, ignore_errors=True)
+        args.out.mkdir(parents=True)
+        before, t_train = train_and_evaluate(args)
+    else:
+        before = json.loads((args.out / "eval_before" / "summary.json").read_text())
+        t_train = float("nan")
+    t0 = time.perf_counter()
+    shutil.rmtree(args.out / "adapted", ignore_errors=True)
+    adapt(args.out / "run", args.out / "adapted", max_rounds=args.max_rounds,
+          max_epochs=args.round_epochs, progress=False)
+    t_adapt = time.perf_counter() - t0
+    after = evaluate_model(args.out / "adapted" / "model.pt", args.out / "store.h5",
+                           args.out / "labels.fits", args.out / "eval_after",
+                           realizations=args.realizations, apply_calibration=True)
+    report(args, before, after, t_train, t_adapt)
+
+
+def train_and_evaluate(args) -> tuple[dict, float]:
+    """Simulate the spectra, train APOGEE Net on everything, evaluate it (the 'before')."""
     labels = draw_labels(args.n_giants, args.n_dwarfs, np.random.default_rng(0))
     labels.write(args.out / "labels.fits")
     emu = str(EMULATOR) if EMULATOR.exists() else "analytic"
@@ -86,14 +114,12 @@ def main(argv=None) -> None:
     t_train = time.perf_counter() - t0
     before = evaluate_model(args.out / "run" / "model.pt", store, args.out / "labels.fits",
                             args.out / "eval_before", realizations=args.realizations)
-    t0 = time.perf_counter()
-    adapt(args.out / "run", args.out / "adapted", max_rounds=6, max_epochs=15,
-          progress=False)
-    t_adapt = time.perf_counter() - t0
-    after = evaluate_model(args.out / "adapted" / "model.pt", store, args.out / "labels.fits",
-                           args.out / "eval_after", realizations=args.realizations,
-                           apply_calibration=True)
+    return before, t_train
+
+
+def report(args, before: dict, after: dict, t_train: float, t_adapt: float) -> None:
     print(f"\ntraining {t_train:.0f} s, adaptation {t_adapt:.0f} s")
+    print((args.out / "adapted" / "adapt_log.csv").read_text())
     print("\nTable 3 (dev-split scatter), before -> after adaptation")
     print(f"{'group':7s} {'label':6s} {'before':>9s} {'after':>9s} {'ratio':>6s}")
     result = {}
