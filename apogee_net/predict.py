@@ -346,7 +346,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
     ``realizations``: perturbed copies per spectrum (0: plain prediction, NaN errors);
-    ``batch_size``: rows per forward pass (default 256 on CPU, 2048 on GPU);
+    ``batch_size``: rows per forward pass (default 32 on CPU, 2048 on GPU);
     ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files;
     ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's

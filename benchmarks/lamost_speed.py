@@ -7,7 +7,7 @@
    (as The Cannon does for a data set), on the same spectra; max relative difference too.
 2. MC-dropout inference per spectrum: :func:`apogee_net.lamost.mc.mc_passes` (each spectrum
    repeated T times, forward calls of up to ``max_rows`` rows) against T separate forward
-   passes over the batch.
+   passes over the batch, swept over ``--max-rows``.
 
 Run: ``python benchmarks/lamost_speed.py [--spectra 20] [--passes 100] [--device auto]``.
 Prints times per spectrum and the ratios (naive / ours).
@@ -68,37 +68,37 @@ def bench_continuum(n: int) -> None:
 
 
 @torch.no_grad()
-def bench_mc(n: int, passes: int, device: str) -> None:
+def bench_mc(n: int, passes: int, device: str, max_rows_list: list[int]) -> None:
     dev = resolve_device(device)
     net = BayesianCNN().to(dev).eval()
     x = torch.randn(n, 1, 4501, device=dev)
-    max_rows = default_max_rows(dev)
 
-    def batched():
-        mc_passes(net, x, passes, max_rows=max_rows)
+    def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def loop():
+    def loop(xs):
         with mc_dropout(net):
-            out = [net(x) for _ in range(passes)]
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+            out = [net(xs) for _ in range(passes)]
+        sync()
         return out
 
-    batched()
-    t_batched = timed(batched, repeat=2)
-    t_loop = timed(loop, repeat=2)
-    print(f"MC dropout, {passes} passes, {n} spectra on {dev} ({max_rows} rows per call): batched "
-          f"{1e3 * t_batched / n:.1f} ms/spectrum, one pass at a time {1e3 * t_loop / n:.1f} "
-          f"ms/spectrum; ratio {t_loop / t_batched:.2f}x")
-    n1 = 1
-    x1 = x[:n1]
-    t1_b = timed(lambda: mc_passes(net, x1, passes, max_rows=max_rows), repeat=2)
-    with mc_dropout(net):
-        t1_l = timed(lambda: [net(x1) for _ in range(passes)], repeat=2)
-    print(f"MC dropout, {passes} passes, a single spectrum: batched {1e3 * t1_b:.1f} ms, "
-          f"one pass at a time {1e3 * t1_l:.1f} ms; ratio {t1_l / t1_b:.2f}x")
+    t_loop = timed(lambda: loop(x), repeat=2)
+    t1_l = timed(lambda: loop(x[:1]), repeat=2)
+    print(f"MC dropout, {passes} passes on {dev}: one pass at a time over the batch "
+          f"{1e3 * t_loop / n:.1f} ms/spectrum ({n} spectra), {1e3 * t1_l:.1f} ms for one "
+          f"spectrum (default max_rows {default_max_rows(dev)})")
+    for max_rows in max_rows_list:
+        def batched(xs, m=max_rows):
+            mc_passes(net, xs, passes, max_rows=m)
+            sync()
+
+        batched(x)
+        t_b = timed(lambda b=batched: b(x), repeat=2)
+        t1_b = timed(lambda b=batched: b(x[:1]), repeat=2)
+        print(f"  batched, max_rows {max_rows:5d}: {1e3 * t_b / n:7.1f} ms/spectrum "
+              f"(ratio {t_loop / t_b:.2f}x), single spectrum {1e3 * t1_b:7.1f} ms "
+              f"(ratio {t1_l / t1_b:.2f}x)")
 
 
 def main() -> None:
@@ -107,11 +107,15 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=100)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-rows", type=int, nargs="+", default=None,
+                        help="rows per forward call to sweep (default 8…128 CPU, 1024…16384 GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     bench_continuum(args.spectra)
-    bench_mc(min(args.spectra, 8), args.passes, args.device)
+    gpu = resolve_device(args.device).type == "cuda"
+    rows = args.max_rows or ([1024, 4096, 16384] if gpu else [8, 16, 32, 64, 128])
+    bench_mc(min(args.spectra, 8), args.passes, args.device, rows)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def register(sub) -> None:
                    help="perturbed copies per spectrum (paper: 100; 0: no uncertainties)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="rows per forward pass (default 256 on CPU, 2048 on GPU)")
+                   help="rows per forward pass (default 32 on CPU, 2048 on GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=1024,
                    help="spectra per resumable part")
