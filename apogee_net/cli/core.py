@@ -21,6 +21,11 @@ def _cmd_train(args) -> None:
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
         seed=args.seed, resume=args.resume, amp=args.amp, workers=args.workers,
         dropout=args.dropout, flux_norm=args.flux_norm)
+    print_fit(result)
+
+
+def print_fit(result) -> None:
+    """One line on the best model of a :func:`apogee_net.train.fit` result."""
     if result.model_path is not None:
         print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
               f"{result.model_path}")

@@ -57,6 +57,7 @@ def _cmd_labels(args) -> None:
 
 
 def _cmd_train(args) -> None:
+    from apogee_net.cli.core import print_fit
     from apogee_net.lamost.training import train_lamost
 
     result = train_lamost(args.store, args.labels, args.out, max_epochs=args.max_epochs,
@@ -66,9 +67,7 @@ def _cmd_train(args) -> None:
                           weight_standard=args.weight_standard, device=args.device,
                           seed=args.seed, resume=args.resume, amp=args.amp,
                           workers=args.workers, progress=not args.no_progress)
-    if result.model_path is not None:
-        print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
-              f"{result.model_path}")
+    print_fit(result)
 
 
 def _cmd_predict(args) -> None:
