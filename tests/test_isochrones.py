@@ -165,3 +165,16 @@ def test_join_cmd_files_of_two_systems(tmp_path):
     raw, system = read_cmd(tmp_path / "bessell.dat")
     assert "Jmag" in raw.colnames and "UBVRI" in system
     assert "J" not in load_isochrones(tmp_path / "bessell.dat").colnames
+
+
+def test_cmd_wise_columns_of_a_2mass_spitzer_wise_file(tmp_path):
+    """A CMD file of the 2MASS+Spitzer+WISE system gives W1–W3 (FACTS §2: ``W1mag W2mag
+    W3mag``), joined with the Gaia file on age and initial mass."""
+    src = shared_file(*CMD).read_text()
+    wise = src.replace("Gaia EDR3 (all Vegamags, Gaia passbands from ESA/Gaia website)",
+                       "2MASS + Spitzer (IRAC+MIPS) + WISE (Vegamags)").replace(
+        "Gmag    G_BPmag  G_RPmag", "W1mag   W2mag    W3mag")
+    (tmp_path / "wise.dat").write_text(wise)
+    grid = load_isochrones([shared_file(*CMD), tmp_path / "wise.dat"])
+    assert grid.meta["BANDS"] == "G BP RP W1 W2 W3"
+    np.testing.assert_array_equal(grid["W3"], grid["RP"])   # the renamed G_RP column
