@@ -67,6 +67,22 @@ def flag_value(*names: str) -> int:
     return int(sum(FLAGS[n][0] for n in names))
 
 
+def quality_flags(snr, nvalid, usable, mean, label_range, npix: int) -> np.ndarray:
+    """Per-row flag bits shared by every catalogue: LOW_SNR (SNR < :data:`SNR_ZERO` or
+    unknown), BAD_PIXELS (fewer than :data:`MIN_VALID_FRACTION` of ``npix`` pixels valid),
+    UNREADABLE (``usable`` False), OUT_OF_RANGE (a label of ``mean`` outside ``label_range``
+    = (low, high) of the training labels)."""
+    snr = np.asarray(snr, float)
+    flags = np.zeros(snr.size, np.int32)
+    flags[~(snr >= SNR_ZERO)] |= flag_value("LOW_SNR")
+    flags[np.asarray(nvalid) < MIN_VALID_FRACTION * npix] |= flag_value("BAD_PIXELS")
+    flags[~np.asarray(usable, bool)] |= flag_value("UNREADABLE")
+    lo, hi = label_range
+    with np.errstate(invalid="ignore"):
+        flags[((mean < lo) | (mean > hi)).any(axis=1)] |= flag_value("OUT_OF_RANGE")
+    return flags
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class LoadedModel:
@@ -314,14 +330,7 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
             lm.model, flux[idx], error[idx], lm.preprocess, n_realizations=realizations,
             seed=seed, keys=offset + idx, chunk_rows=batch_size)
     snr = np.asarray(data["snr"], float)
-    flags = np.zeros(n, np.int32)
-    flags[~(snr >= SNR_ZERO)] |= flag_value("LOW_SNR")
-    flags[nvalid < MIN_VALID_FRACTION * lm.npix] |= flag_value("BAD_PIXELS")
-    flags[~usable] |= flag_value("UNREADABLE")
-    lo, hi = lm.label_range
-    with np.errstate(invalid="ignore"):
-        outside = ((mean < lo) | (mean > hi)).any(axis=1)
-    flags[outside] |= flag_value("OUT_OF_RANGE")
+    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
     if "teff" in lm.label_names:
         with np.errstate(invalid="ignore"):
             flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")

@@ -26,7 +26,13 @@ from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
 from apogee_net.predict import FLAGS as APOGEE_FLAGS
-from apogee_net.predict import load_model, plan_chunks, read_chunk, stream_predict
+from apogee_net.predict import (
+    load_model,
+    plan_chunks,
+    quality_flags,
+    read_chunk,
+    stream_predict,
+)
 from yso_labels.runtime import resolve_device
 from yso_labels.tables import provenance
 
@@ -36,11 +42,6 @@ __all__ = ["FLAGS", "predict_lamost", "predict_arrays", "read_lamost_chunk"]
 
 #: Flag bits: the APOGEE catalogue's, plus S/N_g below Li et al.'s training cut of 10.
 FLAGS = {**APOGEE_FLAGS, "SNR_BELOW_10": (16, "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
-MIN_VALID_FRACTION = 0.5
-
-
-def _flag(name: str) -> int:
-    return FLAGS[name][0]
 
 
 def read_lamost_chunk(files: list[str], npix: int) -> dict[str, Any]:
@@ -96,14 +97,8 @@ def predict_arrays(lm, data: dict[str, Any], passes: int = DEFAULT_PASSES, seed:
         res = mc_predict(lm.model, x, passes, scaler.mean, scaler.std, max_rows=batch_size)
         mean[sel], var_model[sel], var_pred[sel] = res.mean, res.var_model, res.var_pred
     snr = np.asarray(data["snr"], float)
-    flags = np.zeros(n, np.int32)
-    flags[~(snr >= 1.0)] |= _flag("LOW_SNR")
-    flags[~(snr >= 10.0)] |= _flag("SNR_BELOW_10")
-    flags[nvalid < MIN_VALID_FRACTION * lm.npix] |= _flag("BAD_PIXELS")
-    flags[~usable] |= _flag("UNREADABLE")
-    lo, hi = lm.label_range
-    with np.errstate(invalid="ignore"):
-        flags[((mean < lo) | (mean > hi)).any(axis=1)] |= _flag("OUT_OF_RANGE")
+    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
+    flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
     table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
