@@ -208,3 +208,10 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     with pytest.raises(ValueError, match=f"does not cover 1 .*{table['apogee_id'][first_train]}"):
         train_lamost(store, table, tmp_path / "run2", max_epochs=1, device="cpu",
                      progress=False)
+
+
+def test_lamost_flag_bits_are_distinct_from_the_apogee_ones():
+    from apogee_net.lamost.predict import FLAGS
+
+    bits = [v[0] for v in FLAGS.values()]
+    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 for b in bits)

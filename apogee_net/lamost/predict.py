@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 __all__ = ["FLAGS", "predict_lamost", "predict_arrays", "read_lamost_chunk"]
 
 #: Flag bits: the APOGEE catalogue's, plus S/N_g below Li et al.'s training cut of 10.
-FLAGS = {**APOGEE_FLAGS, "SNR_BELOW_10": (16, "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
+FLAGS = {**APOGEE_FLAGS,
+         "SNR_BELOW_10": (2 * max(v[0] for v in APOGEE_FLAGS.values()),
+                          "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
 
 
 def read_lamost_chunk(files: list[str], npix: int) -> dict[str, Any]:
