@@ -301,10 +301,18 @@ def duplicate_ids(ids: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- ingest
 
-def expand_inputs(inputs) -> list[Path]:
-    """Files from a directory (its ``apStar*.fits[.gz]``, recursively), a glob or a list of
-    those, sorted and without repeats; ``FileNotFoundError`` naming what matched nothing."""
+def expand_inputs(inputs, prefix: str = "apStar", suffixes=(".fits", ".fits.gz"),
+                  what: str = "apStar") -> list[Path]:
+    """Files from a directory (its files named ``prefix*`` with one of ``suffixes``, case
+    ignored, recursively), a glob, a file or a list of those; resolved, sorted, without
+    repeats; ``FileNotFoundError`` naming what matched nothing (``what``: the file kind)."""
     import glob
+
+    suffixes = tuple(x.lower() for x in suffixes)
+
+    def wanted(p: Path) -> bool:
+        name = p.name.lower()
+        return name.startswith(prefix.lower()) and name.endswith(suffixes)
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -312,8 +320,7 @@ def expand_inputs(inputs) -> list[Path]:
     for item in inputs:
         item_str = str(item)
         if Path(item_str).is_dir():
-            matches = [p for pat in ("apStar*.fits", "apStar*.fits.gz")
-                       for p in Path(item_str).rglob(pat)]
+            matches = [p for p in Path(item_str).rglob("*") if wanted(p)]
         elif any(c in item_str for c in "*?["):
             matches = [Path(p) for p in glob.glob(item_str, recursive=True)]
         elif Path(item_str).exists():
@@ -323,7 +330,7 @@ def expand_inputs(inputs) -> list[Path]:
         matches = [p for p in matches if p.is_file() and not p.name.startswith(".")
                    and not p.name.endswith(".part")]
         if not matches:
-            raise FileNotFoundError(f"{item_str}: no apStar files found")
+            raise FileNotFoundError(f"{item_str}: no {what} files found")
         for p in matches:
             found.setdefault(str(p.resolve()), p.resolve())
     return [found[k] for k in sorted(found)]

@@ -80,9 +80,7 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
     (counts, failures with reasons, rows, files per second).
     """
     t0 = time.perf_counter()
-    files = [str(f.resolve()) for f in find_lamost_files(inputs)]
-    if not files:
-        raise FileNotFoundError(f"no LAMOST FITS files in {inputs}")
+    files = [str(f) for f in find_lamost_files(inputs)]  # resolved; raises if none
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     out = Path(out)
     options = {"L": L, "reject_cosmics": reject_cosmics, "max_cosmic": max_cosmic,

@@ -80,30 +80,11 @@ def log_linear_wavelength(coeff0: float, coeff1: float, npix: int) -> np.ndarray
 
 def find_lamost_files(paths) -> list[Path]:
     """Expand files, directories (searched recursively) and globs to the sorted list of
-    ``*.fits``/``*.fits.gz`` files; ``FileNotFoundError`` naming an input that matches
-    nothing."""
-    import glob
+    ``*.fits``/``*.fits.gz`` files (:func:`apogee_net.store.expand_inputs`);
+    ``FileNotFoundError`` naming an input that matches nothing."""
+    from apogee_net.store import expand_inputs
 
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    found: dict[str, Path] = {}
-    for item in map(str, paths):
-        p = Path(item)
-        if p.is_dir():
-            matches = [q for q in p.rglob("*") if q.is_file()
-                       and q.name.lower().endswith(FITS_SUFFIXES)]
-        elif any(c in item for c in "*?["):
-            matches = [Path(q) for q in glob.glob(item, recursive=True)]
-        elif p.exists():
-            matches = [p]
-        else:
-            raise FileNotFoundError(f"LAMOST spectrum {p}: no such file or directory")
-        matches = [q for q in matches if not q.name.startswith(".")]
-        if not matches:
-            raise FileNotFoundError(f"{item}: no LAMOST FITS files found")
-        for q in matches:
-            found.setdefault(str(q), q)
-    return [found[k] for k in sorted(found)]
+    return expand_inputs(paths, prefix="", suffixes=FITS_SUFFIXES, what="LAMOST FITS")
 
 
 def _number(header, *keys: str) -> float:
