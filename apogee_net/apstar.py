@@ -9,6 +9,15 @@ units) and a pixel bit mask on a log-linear vacuum wavelength grid
   (row 1 the global-weighted one, then one row per visit). Row 0 is read.
 - ``NVISITS == 1``: 1-D (8575,) in DR13; (2, 8575) in DR17, whose row 1 is all zeros. Row 0.
 
+:func:`read_apstar_visits` reads the combined row and every visit (visit *v* is row v + 1
+with several visits; the combined row itself with one), each with the visit's MJD from the
+header (``JD<v>`` − 2400000.5) and its apVisit file (``SFILE<v>``).
+
+File names: ``apStar-<release>-<ID>.fits`` (APO 2.5 m and 1 m) and ``asStar-<release>-<ID>.fits``
+(LCO 2.5 m, DR16 and later) have the same format (:data:`APSTAR_PREFIXES`); the telescope is
+the header's ``TELESCOP``, else the DR17 directory (``apo25m``, ``apo1m``, ``lco25m``), else
+the prefix (:func:`telescope_of`).
+
 Pixels with no data differ by release: DR13 has flux 0 and error 1e10 outside the chips and
 interpolated flux with errors ~1e5 in the chip gaps; DR17 has NaN flux and error. The reader
 unifies them: ``dead`` marks every pixel with no usable data and both ``flux`` and ``error``
@@ -43,6 +52,14 @@ BAD_ERROR = 1e9
 #: A pixel whose error exceeds this multiple of the spectrum's median error carries no
 #: information (DR13 chip-gap interpolation ~1e5, DR17 bad/edge pixels ~1e12).
 DEAD_ERROR_RATIO = 1e3
+#: File-name prefixes of the apStar format: APO (``apStar``) and LCO (``asStar``, DR16+).
+APSTAR_PREFIXES = ("apStar", "asStar")
+#: Telescope when neither the header nor the directory names it (SDSS DR17 data model:
+#: apStar = APO 2.5 m, or the 1 m in ``stars/apo1m/``; asStar = LCO du Pont 2.5 m).
+PREFIX_TELESCOPE = {"apstar": "apo25m", "asstar": "lco25m"}
+TELESCOPES = ("apo25m", "apo1m", "lco25m")
+#: Julian date of MJD 0.
+MJD_ZERO_JD = 2400000.5
 #: APOGEE_PIXMASK bit names (SDSS DR17 bitmask documentation; bits 0-14).
 PIXMASK_BITS = {
     0: "BADPIX", 1: "CRPIX", 2: "SATPIX", 3: "UNFIXABLE", 4: "BADDARK", 5: "BADFLAT",
@@ -80,6 +97,11 @@ class ApStar:
     release: str
     path: str
     header: dict = field(default_factory=dict, repr=False)
+    telescope: str = ""
+    #: 0: the combined spectrum; v ≥ 1: visit v (see :func:`read_apstar_visits`).
+    visit: int = 0
+    #: Modified Julian date of the visit (NaN for the combined spectrum or when unknown).
+    mjd: float = float("nan")
 
 
 def apstar_wavelength(crval1: float = CRVAL1, cdelt1: float = CDELT1,
@@ -113,12 +135,34 @@ def dead_pixels(flux: np.ndarray, error: np.ndarray) -> np.ndarray:
     return dead
 
 
+_NAME = re.compile(r"(?i)a[ps]Star-([^-]+)-(.+?)\.fits(\.gz)?$")
+
+
+def is_apstar_name(name: str) -> bool:
+    """True for a file name with an apStar-format prefix (:data:`APSTAR_PREFIXES`)."""
+    return name.lower().startswith(tuple(p.lower() for p in APSTAR_PREFIXES))
+
+
+def telescope_of(path: str | os.PathLike, header: Mapping | None = None) -> str:
+    """Telescope of an apStar-format file: ``TELESCOP`` in ``header``, else a DR17 directory
+    name on the path (``apo25m``, ``apo1m``, ``lco25m``), else the file-name prefix
+    (``apStar`` → apo25m, ``asStar`` → lco25m); ``""`` when none applies."""
+    value = str((header or {}).get("TELESCOP", "")).strip().lower()
+    if value:
+        return value
+    path = Path(path)
+    for part in reversed(path.parent.parts):
+        if part.lower() in TELESCOPES:
+            return part.lower()
+    return PREFIX_TELESCOPE.get(path.name[:6].lower(), "")
+
+
 def _release(path: Path, header) -> str:
-    match = re.match(r"apStar-([^-]+)-", path.name)
+    match = _NAME.match(path.name)
     if match:
         return match.group(1)
     sfile = str(header.get("SFILE1", ""))
-    match = re.match(r"apVisit-([^-]+)-", sfile)
+    match = re.match(r"a[ps]Visit-([^-]+)-", sfile)
     return match.group(1) if match else "unknown"
 
 
@@ -126,11 +170,11 @@ def _apogee_id(path: Path, header) -> str:
     objid = str(header.get("OBJID", "")).strip()
     if objid:
         return objid
-    match = re.match(r"apStar-[^-]+-(.+?)\.fits", path.name)
+    match = _NAME.match(path.name)
     if match:
-        return match.group(1)
+        return match.group(2)
     raise ApStarError(f"{path}: no OBJID in the primary header and no APOGEE ID in the file "
-                      "name (expected apStar-<release>-<ID>.fits)")
+                      "name (expected apStar-<release>-<ID>.fits or asStar-<release>-<ID>.fits)")
 
 
 def _float(header, key: str) -> float:
@@ -174,16 +218,10 @@ def _select_row(path: Path, data: np.ndarray, what: str, row: int | None):
     return out
 
 
-def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
-    """Read one apStar file; ``row=None`` picks the combined spectrum (row 0, see module doc).
-
-    Raises :class:`ApStarError` (a ``ValueError``) naming the file for a non-apStar or corrupt
-    FITS file, a wrong wavelength grid or pixel count, a spectrum without data (all NaN or all
-    zero flux) and non-positive errors on pixels with data.
-    """
+def _load(path: Path):
+    """(header dict, flux, error, mask arrays as stored, nvisits) of one apStar-format file."""
     from astropy.io import fits
 
-    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such apStar file")
     try:
@@ -194,32 +232,40 @@ def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
             header = hdul[0].header
             _check_grid(path, [hdul[1].header, header])
             nvisits = int(header.get("NVISITS", 1) or 1)
-            flux = _select_row(path, hdul[1].data, "flux (HDU1)", row)
-            error = _select_row(path, hdul[2].data, "error (HDU2)", row)
-            mask = _select_row(path, hdul[3].data, "mask (HDU3)", row)
-            nrows = 1 if hdul[1].data.ndim == 1 else hdul[1].data.shape[0]
+            arrays = []
+            for i, what in ((1, "flux (HDU1)"), (2, "error (HDU2)"), (3, "mask (HDU3)")):
+                if hdul[i].data is None:
+                    raise ApStarError(f"{path}: HDU with the {what} is empty; not an apStar "
+                                      "file")
+                arrays.append(np.asarray(hdul[i].data))
             meta = {k: header[k] for k in header if k not in ("COMMENT", "HISTORY", "")}
     except ApStarError:
         raise
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise ApStarError(f"{path}: not a readable apStar FITS file ({exc})") from exc
-    if nvisits > 1 and nrows < nvisits + 2:
-        log.warning("%s: NVISITS = %d but %d rows (expected %d); reading row 0",
-                    path, nvisits, nrows, nvisits + 2)
+    return meta, arrays[0], arrays[1], arrays[2], nvisits
+
+
+def _spectrum(path: Path, meta: dict, flux2d, error2d, mask2d, nvisits: int,
+              row: int | None, visit: int = 0, mjd: float = float("nan")) -> ApStar:
+    """Validate row ``row`` of the arrays and build the :class:`ApStar`."""
+    flux = _select_row(path, flux2d, "flux (HDU1)", row)
+    error = _select_row(path, error2d, "error (HDU2)", row)
+    mask = _select_row(path, mask2d, "mask (HDU3)", row)
     if not np.issubdtype(mask.dtype, np.integer):
         raise ApStarError(f"{path}: mask (HDU3) has dtype {mask.dtype}; expected integers")
     if mask.size and (mask.min() < np.iinfo(np.int32).min or mask.max() > np.iinfo(np.int32).max):
         raise ApStarError(f"{path}: mask values do not fit 32 bits")
-
+    r = 0 if row is None else row
     flux = np.array(flux, dtype=np.float64)
     error = np.array(error, dtype=np.float64)
     dead = dead_pixels(flux, error)
     live = ~dead
     if not live.any():
         raise ApStarError(f"{path}: no pixel with data (flux or error all NaN or flagged); "
-                          f"row {0 if row is None else row} is empty")
+                          f"row {r} is empty")
     if np.all(flux[live] == 0):
-        raise ApStarError(f"{path}: all-zero flux in row {0 if row is None else row}")
+        raise ApStarError(f"{path}: all-zero flux in row {r}")
     bad = live & (error <= 0)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -228,7 +274,8 @@ def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
     flux[dead] = np.nan
     error[dead] = np.nan
 
-    snr = _float(meta, "SNR")
+    # a visit's own S/N (SNRVIS<v>) only where it differs from the combined spectrum
+    snr = _float(meta, f"SNRVIS{visit}") if visit and nvisits > 1 else _float(meta, "SNR")
     if not np.isfinite(snr):
         snr = float(np.median(flux[live] / error[live]))
     return ApStar(
@@ -238,7 +285,73 @@ def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
         ra=_float(meta, "RA"), dec=_float(meta, "DEC"),
         j=_float(meta, "J"), h=_float(meta, "H"), k=_float(meta, "K"),
         release=_release(path, meta), path=str(path), header=meta,
+        telescope=telescope_of(path, meta), visit=visit, mjd=mjd,
     )
+
+
+def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
+    """Read one apStar (or asStar) file; ``row=None`` picks the combined spectrum (row 0,
+    see module doc).
+
+    Raises :class:`ApStarError` (a ``ValueError``) naming the file for a non-apStar or corrupt
+    FITS file, a wrong wavelength grid or pixel count, a spectrum without data (all NaN or all
+    zero flux) and non-positive errors on pixels with data.
+    """
+    path = Path(path)
+    meta, flux, error, mask, nvisits = _load(path)
+    nrows = 1 if flux.ndim == 1 else flux.shape[0]
+    if nvisits > 1 and nrows < nvisits + 2:
+        log.warning("%s: NVISITS = %d but %d rows (expected %d); reading row 0",
+                    path, nvisits, nrows, nvisits + 2)
+    return _spectrum(path, meta, flux, error, mask, nvisits, row)
+
+
+def visit_rows(nvisits: int, nrows: int) -> list[int]:
+    """Array row of each visit 1..``nvisits`` (FACTS §3: with several visits, rows 0 and 1
+    are the pixel- and global-weighted combinations, then one row per visit; with one visit
+    the combined row 0 is that visit)."""
+    if nvisits <= 1:
+        return [0]
+    if nrows < nvisits + 2:
+        raise ApStarError(f"NVISITS = {nvisits} but {nrows} rows (expected {nvisits + 2})")
+    return [v + 1 for v in range(1, nvisits + 1)]
+
+
+def visit_mjd(header: Mapping, visit: int) -> float:
+    """MJD of visit ``visit`` from the header's ``JD<visit>`` (MJD = JD − 2400000.5); NaN
+    when absent."""
+    jd = _float(header, f"JD{visit}")
+    return jd - MJD_ZERO_JD if np.isfinite(jd) else float("nan")
+
+
+def read_apstar_visits(path: str | os.PathLike) -> list[ApStar | ApStarError]:
+    """The combined spectrum (``visit`` 0) and every visit (``visit`` 1..NVISITS, with
+    ``mjd`` and ``snr`` = ``SNRVIS<v>`` from the header; a single visit is the combined row,
+    with its S/N) of one apStar/asStar file.
+
+    A visit row that cannot be used (no data, say) is returned as its
+    :class:`ApStarError` in its place, so the other rows survive; a file that cannot be read
+    at all raises.
+    """
+    path = Path(path)
+    meta, flux, error, mask, nvisits = _load(path)
+    nrows = 1 if flux.ndim == 1 else flux.shape[0]
+    out: list[ApStar | ApStarError] = []
+    try:
+        out.append(_spectrum(path, meta, flux, error, mask, nvisits, None))
+    except ApStarError as exc:
+        out.append(exc)
+    try:
+        rows = visit_rows(nvisits, nrows)
+    except ApStarError as exc:
+        raise ApStarError(f"{path}: {exc}") from None
+    for visit, row in enumerate(rows, start=1):
+        try:
+            out.append(_spectrum(path, meta, flux, error, mask, nvisits, row, visit=visit,
+                                 mjd=visit_mjd(meta, visit)))
+        except ApStarError as exc:
+            out.append(exc)
+    return out
 
 
 def mask_bits(mask: np.ndarray | int) -> list[str]:

@@ -129,12 +129,15 @@ def sigma_scale(lm: LoadedModel) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- inputs
-def plan_chunks(inputs: Sequence, chunk_size: int = 1024) -> list[dict[str, Any]]:
+def plan_chunks(inputs: Sequence, chunk_size: int = 1024,
+                visits: bool = False) -> list[dict[str, Any]]:
     """Chunks of the inputs: ``{"store": path, "start": i, "stop": j}`` or ``{"files": [...]}``.
 
     An input is a store (``.h5``/``.hdf5``), an apStar file, or a directory (its ``*.fits``,
     ``*.fits.gz`` and stores, sorted). The plan is deterministic, so chunk *k* is the same
-    spectra on every run.
+    spectra on every run. ``visits``: each apStar file becomes ``[path, v]`` entries, one for
+    the combined spectrum (v = 0) and one per visit (v = 1..NVISITS of its header); stores
+    hold combined spectra only and keep one row per spectrum.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -155,10 +158,22 @@ def plan_chunks(inputs: Sequence, chunk_size: int = 1024) -> list[dict[str, Any]
             for start in range(0, n, chunk_size):
                 chunks.append({"store": str(item), "start": start,
                                "stop": min(n, start + chunk_size)})
+        elif visits:
+            files.extend([str(item), v] for v in range(_n_visits(item) + 1))
         else:
             files.append(str(item))
     flush()
     return chunks
+
+
+def _n_visits(path: Path) -> int:
+    """NVISITS of an apStar file's primary header (1 when unreadable: the read reports it)."""
+    from astropy.io import fits
+
+    try:
+        return max(1, int(fits.getheader(path, 0).get("NVISITS", 1) or 1))
+    except (OSError, ValueError, TypeError):
+        return 1
 
 
 def _expand(inputs: Iterable) -> list[Path]:
@@ -187,26 +202,49 @@ def _store_length(path: Path) -> int:
 
 def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> dict[str, Any]:
     """Spectra of one chunk: ``flux, error`` (n, npix) float32 (NaN where no data),
-    ``apogee_id, ra, dec, snr`` and ``readable`` (False for unreadable files)."""
+    ``apogee_id, ra, dec, snr``, ``readable`` (False for unreadable files), ``telescope``
+    and ``file``; with visit entries (see :func:`plan_chunks`) also ``visit`` and ``mjd``."""
     if "store" in chunk:
         return _read_store(Path(chunk["store"]), chunk["start"], chunk["stop"], npix)
-    from apogee_net.apstar import read_apstar
+    from apogee_net.apstar import read_apstar, read_apstar_visits, telescope_of
 
-    def one(path):
+    entries = [(e, None) if isinstance(e, str) else (str(e[0]), int(e[1]))
+               for e in chunk["files"]]
+    with_visits = any(v is not None for _, v in entries)
+    by_file: dict[str, list] = {}
+
+    def one(entry):
+        path, visit = entry
         try:
-            return read_apstar(path)
+            if visit is None:
+                return read_apstar(path)
+            if path not in by_file:  # one read per file for all its visits
+                by_file[path] = read_apstar_visits(path)
+            rows = by_file[path]
+            if visit >= len(rows):
+                raise ValueError(f"{path}: no visit {visit} (NVISITS = {len(rows) - 1})")
+            if isinstance(rows[visit], Exception):
+                raise rows[visit]
+            return rows[visit]
         except ValueError as exc:  # ApStarError and friends: a per-row flag, not a crash
             log.warning("%s", exc)
             return None
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        spectra = list(pool.map(one, chunk["files"]))
+    if with_visits:  # in order, so each file is read once
+        spectra = [one(e) for e in entries]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            spectra = list(pool.map(one, entries))
     n = len(spectra)
     out = {"flux": np.full((n, npix), np.nan, np.float32),
            "error": np.full((n, npix), np.nan, np.float32),
            "apogee_id": [], "ra": np.full(n, np.nan), "dec": np.full(n, np.nan),
-           "snr": np.full(n, np.nan), "readable": np.zeros(n, bool)}
-    for i, (path, sp) in enumerate(zip(chunk["files"], spectra, strict=True)):
+           "snr": np.full(n, np.nan), "readable": np.zeros(n, bool),
+           "telescope": [telescope_of(p) for p, _ in entries], "file": [p for p, _ in entries]}
+    if with_visits:
+        out["visit"] = np.array([-1 if v is None else v for _, v in entries], np.int16)
+        out["mjd"] = np.full(n, np.nan)
+    for i, ((path, _), sp) in enumerate(zip(entries, spectra, strict=True)):
         if sp is None:
             out["apogee_id"].append(_id_from_name(path))
             continue
@@ -216,6 +254,9 @@ def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> dict[str, 
         out["apogee_id"].append(sp.apogee_id)
         out["ra"][i], out["dec"][i], out["snr"][i] = sp.ra, sp.dec, sp.snr
         out["readable"][i] = True
+        out["telescope"][i] = sp.telescope
+        if with_visits:
+            out["mjd"][i] = sp.mjd
     return out
 
 
@@ -224,10 +265,11 @@ def _id_from_name(path: str) -> str:
     for suffix in SPECTRUM_SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    return name.split("-", 2)[-1] if name.startswith("apStar-") else name
+    return name.split("-", 2)[-1] if name.startswith(("apStar-", "asStar-")) else name
 
 
 def _read_store(path: Path, start: int, stop: int, npix: int) -> dict[str, Any]:
+    from apogee_net.apstar import telescope_of
     from apogee_net.store import open_store
 
     with open_store(path) as h5:
@@ -241,6 +283,11 @@ def _read_store(path: Path, start: int, stop: int, npix: int) -> dict[str, Any]:
         for key in ("ra", "dec", "snr"):
             out[key] = (np.asarray(h5[key][start:stop], float) if key in h5
                         else np.full(stop - start, np.nan))
+        sources = (h5["source"][start:stop] if "source" in h5 else [""] * (stop - start))
+        out["file"] = [s.decode() if isinstance(s, bytes) else str(s) for s in sources]
+        kind = str(h5.attrs.get("kind", "apstar"))
+    out["telescope"] = ([telescope_of(f) for f in out["file"]] if kind == "apstar"
+                        else [kind] * (stop - start))
     out["readable"] = np.ones(stop - start, bool)
     return out
 
@@ -344,13 +391,27 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
         table[f"{name}_err"] = std[:, j]
     table["snr"] = snr
     table["flags"] = flags
+    add_provenance_columns(table, data)
+    return table
+
+
+def add_provenance_columns(table: Table, data: dict[str, Any]) -> Table:
+    """Add ``telescope`` and ``file`` (and, for per-visit rows, ``visit`` and ``mjd``) from
+    the chunk ``data`` to catalogue rows ``table`` (in place), so that rows of one ID from
+    different files or visits can be told apart."""
+    n = len(table)
+    table["telescope"] = np.asarray(data.get("telescope", [""] * n), dtype=str)
+    table["file"] = np.asarray(data.get("file", [""] * n), dtype=str)
+    if "visit" in data:
+        table["visit"] = np.asarray(data["visit"], np.int16)
+        table["mjd"] = np.asarray(data["mjd"], float)
     return table
 
 
 def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                     device: str = "auto", batch_size: int | None = None, seed: int = 0,
                     chunk_size: int = 1024, workers: int = 4, progress: bool = True,
-                    hot: str = "flag") -> Path:
+                    hot: str = "flag", visits: bool = False) -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
@@ -359,7 +420,9 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files;
     ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
-    calibration factors when it has them (header ``SIGSCALE``).
+    calibration factors when it has them (header ``SIGSCALE``). ``visits``: one row per
+    visit of each apStar file as well as the combined one (columns ``visit``: 0 combined,
+    1..N; ``mjd``), as SDSS's astra runs APOGEE Net.
     """
     if hot not in HOT_POLICIES:
         raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
@@ -368,12 +431,12 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     dev = resolve_device(device)
     lm = load_model(model, device=dev)
     batch_size = batch_size or default_chunk_rows(dev)
-    chunks = plan_chunks(inputs, chunk_size)
+    chunks = plan_chunks(inputs, chunk_size, visits=visits)
     options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
                "chunk_size": chunk_size, "device": str(dev), "hot": hot,
-               "teff_max": TEFF_MAX}
+               "teff_max": TEFF_MAX, "visits": visits}
     manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
-                "chunk_size": chunk_size, "device": dev.type, "hot": hot}
+                "chunk_size": chunk_size, "device": dev.type, "hot": hot, "visits": visits}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),

@@ -301,18 +301,21 @@ def duplicate_ids(ids: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- ingest
 
-def expand_inputs(inputs, prefix: str = "apStar", suffixes=(".fits", ".fits.gz"),
-                  what: str = "apStar") -> list[Path]:
-    """Files from a directory (its files named ``prefix*`` with one of ``suffixes``, case
-    ignored, recursively), a glob, a file or a list of those; resolved, sorted, without
-    repeats; ``FileNotFoundError`` naming what matched nothing (``what``: the file kind)."""
+def expand_inputs(inputs, prefix: str | tuple[str, ...] = ("apStar", "asStar"),
+                  suffixes=(".fits", ".fits.gz"), what: str = "apStar") -> list[Path]:
+    """Files from a directory (its files named with one of the prefixes ``prefix`` (a string
+    or a tuple; default the apStar format's APO ``apStar`` and LCO ``asStar``) and one of
+    ``suffixes``, case ignored, recursively), a glob, a file or a list of those; resolved,
+    sorted, without repeats; ``FileNotFoundError`` naming what matched nothing (``what``:
+    the file kind)."""
     import glob
 
     suffixes = tuple(x.lower() for x in suffixes)
+    prefixes = tuple(x.lower() for x in ((prefix,) if isinstance(prefix, str) else prefix))
 
     def wanted(p: Path) -> bool:
         name = p.name.lower()
-        return name.startswith(prefix.lower()) and name.endswith(suffixes)
+        return name.startswith(prefixes) and name.endswith(suffixes)
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]

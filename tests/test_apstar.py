@@ -149,3 +149,48 @@ def test_bad_files_give_clear_errors(tmp_path, sim):
     neg[1000] = -1.0
     with pytest.raises(ApStarError, match="non-positive error.*pixel 1000"):
         read_apstar(_write(tmp_path / "neg.fits", flux, neg))
+
+
+def test_visits_of_the_real_three_visit_file():
+    """Rows 0 (combined), then visits in rows 2..4 (row 1 global-weighted); MJD = JD − 2400000.5
+    from the header's JD<v>; visit S/N from SNRVIS<v>."""
+    from apogee_net.apstar import read_apstar_visits
+
+    path = shared_file(*MULTI)
+    rows = read_apstar_visits(path)
+    assert [r.visit for r in rows] == [0, 1, 2, 3]
+    with fits.open(path) as hdul:
+        flux = hdul[1].data
+        jd = [hdul[0].header[f"JD{v}"] for v in (1, 2, 3)]
+    for r, array_row in zip(rows, (0, 2, 3, 4), strict=True):
+        ok = ~r.dead
+        np.testing.assert_allclose(r.flux[ok], flux[array_row][ok], rtol=1e-6)
+    assert np.isnan(rows[0].mjd)
+    np.testing.assert_allclose([r.mjd for r in rows[1:]], np.array(jd) - 2400000.5)
+    assert rows[1].mjd == pytest.approx(56396.49199)  # apVisit-dr17-5815-56396-212
+    np.testing.assert_allclose([r.snr for r in rows], [154.155, 67.202, 90.562, 105.896],
+                               atol=1e-3)
+    assert {r.telescope for r in rows} == {"apo25m"}
+    assert not np.allclose(rows[1].flux[~rows[1].dead], rows[0].flux[~rows[1].dead])
+
+
+def test_single_visit_is_the_combined_row():
+    from apogee_net.apstar import read_apstar_visits
+
+    rows = read_apstar_visits(shared_file(*SINGLE))
+    assert [r.visit for r in rows] == [0, 1]
+    np.testing.assert_array_equal(rows[0].flux, rows[1].flux)
+    assert rows[1].snr == rows[0].snr and rows[1].mjd == pytest.approx(56804.43183)
+
+
+def test_asstar_name_and_telescope(tmp_path):
+    from apogee_net.apstar import telescope_of
+
+    flux = np.full(NPIX, 100.0)
+    path = write_apstar(tmp_path / "asStar-dr17-2M00000001+0000001.fits", flux, flux / 50,
+                        header={"NVISITS": 1})  # no OBJID: the ID comes from the name
+    sp = read_apstar(path)
+    assert (sp.apogee_id, sp.release, sp.telescope) == ("2M00000001+0000001", "dr17", "lco25m")
+    assert telescope_of("/sas/dr17/stars/apo1m/M67/apStar-dr17-X.fits") == "apo1m"
+    assert telescope_of("apStar-dr17-X.fits") == "apo25m"
+    assert telescope_of("apStar-dr17-X.fits", {"TELESCOP": "LCO25M"}) == "lco25m"

@@ -27,7 +27,7 @@ from yso_labels.tables import read_meta
 
 torch.set_num_threads(1)
 COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
-           "fe_h_err", "snr", "flags"]
+           "fe_h_err", "snr", "flags", "telescope", "file"]
 LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1.5, -0.6, 0.2],
                    [6200.0, 4.1, -0.3, 0.0], [3900.0, 4.6, 0.0, 0.0]])
 
@@ -78,8 +78,10 @@ def test_real_apstar_files_give_finite_labels(model_path, tmp_path):
     cat = _read(out)
     assert cat.colnames == COLUMNS
     assert list(cat["apogee_id"]) == ["2M17335483-2753043", "2M19485057+5005279"]
-    for col in COLUMNS[1:-1]:
+    for col in COLUMNS[1:COLUMNS.index("flags")]:
         assert np.all(np.isfinite(cat[col])), col
+    assert list(cat["telescope"]) == ["apo25m", "apo25m"]  # apStar prefix: APO 2.5 m
+    assert [str(f) for f in cat["file"]] == [str(f) for f in files]
     assert np.all(cat["teff_err"] > 0)
     np.testing.assert_allclose(cat["snr"], [154, 137], atol=1)  # header SNR (SOURCES.md)
     assert np.all(cat["flags"] & flag_value("UNREADABLE", "BAD_PIXELS", "LOW_SNR") == 0)
@@ -205,3 +207,33 @@ def test_cli_predict(model_path, apstar_dir, tmp_path, capsys):
     code = main(["predict", "--model", str(tmp_path / "none.pt"), str(apstar_dir), "--out",
                  str(out)])
     assert code == 1 and "no such file" in capsys.readouterr().err
+
+
+def test_predict_visits_on_the_real_three_visit_file(model_path, tmp_path, capsys):
+    """--visits: the combined row plus one row per visit (3 + 1 for the real DR17 file,
+    1 + 1 for the single-visit one), with visit index, MJD (header JD<v> − 2400000.5),
+    telescope and file; a single visit is the combined spectrum, so its labels are equal."""
+    from apogee_net.cli import main
+
+    multi = shared_file("apogee", "apStar-dr17-2M17335483-2753043.fits")
+    single = shared_file("apogee", "apStar-dr17-2M19485057+5005279.fits")
+    out = tmp_path / "visits.fits"
+    assert main(["predict", "--model", str(model_path), str(multi), str(single), "--out",
+                 str(out), "--realizations", "0", "--device", "cpu", "--visits"]) == 0
+    cat = _read(out)
+    assert list(cat["visit"]) == [0, 1, 2, 3, 0, 1]
+    assert list(cat["apogee_id"]) == ["2M17335483-2753043"] * 4 + ["2M19485057+5005279"] * 2
+    with fits.open(multi) as hdul:
+        jd = [hdul[0].header[f"JD{v}"] for v in (1, 2, 3)]
+    np.testing.assert_allclose(cat["mjd"][1:4], np.array(jd) - 2400000.5)
+    assert np.isnan(cat["mjd"][0]) and np.isnan(cat["mjd"][4])
+    assert set(cat["telescope"]) == {"apo25m"} and cat["file"][2] == str(multi)
+    teff = np.asarray(cat["teff"])
+    assert np.all(np.isfinite(teff))
+    assert teff[5] == pytest.approx(teff[4], rel=1e-6)  # single visit = combined spectrum
+    assert len(np.unique(teff[:4])) == 4  # three different visit spectra and their combination
+    # the combined row equals a run without --visits
+    plain = _read(predict_catalog(model_path, [multi], tmp_path / "plain.fits",
+                                  realizations=0, device="cpu", progress=False))
+    assert plain["teff"][0] == pytest.approx(teff[0], rel=1e-6)  # batch size: float32 sums
+    assert "visit" not in plain.colnames

@@ -267,3 +267,21 @@ def test_ingest_of_only_unreadable_files_fails_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="no input file could be used.*2MBROKEN"):
         ingest_apstar(folder, out, workers=0, progress=False)
     assert not out.exists() and not store.part_path(out).exists()
+
+
+def test_folder_mixing_apstar_and_asstar_ingests_both(tmp_path, sim_dir):
+    """LCO spectra (asStar, DR16+) are apStar-format files: the folder expander takes both."""
+    from apogee_net.store import expand_inputs
+
+    folder = tmp_path / "mixed"
+    (folder / "lco25m").mkdir(parents=True)
+    shutil.copy(sim_dir / "apStar-sim-2MSTORE001.fits", folder)
+    shutil.copy(sim_dir / "apStar-sim-2MSTORE002.fits",
+                folder / "lco25m" / "asStar-sim-2MSTORE002.fits")
+    (folder / "notes.fits").write_bytes(b"")  # other names are left alone
+    assert [p.name for p in expand_inputs(folder)] == ["apStar-sim-2MSTORE001.fits",
+                                                      "asStar-sim-2MSTORE002.fits"]
+    report = ingest_apstar(folder, tmp_path / "s.h5", workers=0, progress=False)
+    assert (report["n_inputs"], report["n_ingested"], report["n_failed"]) == (2, 2, 0)
+    with open_store(tmp_path / "s.h5") as h5:
+        assert sorted(h5["apogee_id"].asstr()[:]) == ["2MSTORE001", "2MSTORE002"]

@@ -36,7 +36,8 @@ def _cmd_predict(args) -> None:
 
     path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
                            device=args.device, batch_size=args.batch_size, seed=args.seed,
-                           chunk_size=args.chunk_size, workers=args.workers, hot=args.hot)
+                           chunk_size=args.chunk_size, workers=args.workers, hot=args.hot,
+                           visits=args.visits)
     print(f"wrote {path}")
 
 
@@ -85,4 +86,7 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=1024,
                    help="spectra per resumable part")
     p.add_argument("--workers", type=int, default=4, help="threads reading apStar files")
+    p.add_argument("--visits", action="store_true",
+                   help="also one row per visit of each apStar file (columns visit, mjd; "
+                   "visit 0 is the combined spectrum)")
     p.set_defaults(func=_cmd_predict)

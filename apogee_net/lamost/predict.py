@@ -27,6 +27,7 @@ from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
 from apogee_net.predict import FLAGS as APOGEE_FLAGS
 from apogee_net.predict import (
+    add_provenance_columns,
     load_model,
     plan_chunks,
     quality_flags,
@@ -55,7 +56,8 @@ def read_lamost_chunk(files: list[str], npix: int) -> dict[str, Any]:
     out = {"flux": np.full((n, npix), np.nan, np.float32),
            "error": np.full((n, npix), np.nan, np.float32), "apogee_id": [],
            "ra": np.full(n, np.nan), "dec": np.full(n, np.nan), "snr": np.full(n, np.nan),
-           "readable": np.zeros(n, bool)}
+           "readable": np.zeros(n, bool), "telescope": ["lamost"] * n,
+           "file": [str(f) for f in files]}
     for i, path in enumerate(files):
         _, row, reason = prepare_file(path)
         if row is None:
@@ -114,6 +116,7 @@ def predict_arrays(lm, data: dict[str, Any], passes: int = DEFAULT_PASSES, seed:
         table[f"{name}_flag"] = outside_rec[:, j] & usable
     table["snr"] = snr
     table["flags"] = flags
+    add_provenance_columns(table, data)
     return table
 
 
