@@ -75,7 +75,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
           max_rounds: int = 20, round_patience: int = 2, max_epochs: int = 30,
           patience: int = 8, batch_size: int = ADAPT_BATCH, lr: float | None = None,
           device: str = "auto", workers: int = 0, min_improvement: float = 1e-3,
-          progress: bool = True) -> Table:
+          progress: bool = True, arch: str | None = None, photometry=None) -> Table:
     """Stratified adaptation of the model in ``run`` (a run directory or its ``model.pt``),
     writing the adapted model to ``out/model.pt`` and the round log to
     ``out/adapt_log.csv``; returns the log as a Table.
@@ -84,13 +84,18 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     rounds without a relative improvement of ``min_improvement`` in the rare-group dev loss
     before stopping. ``patience``: epochs without a better round-dev loss within a round.
     The learning rate defaults to :data:`LR_FACTOR` times the run's, the batch size to
-    :data:`ADAPT_BATCH`, dropout to the run's.
+    :data:`ADAPT_BATCH`, dropout to the run's. ``arch``: the architecture the run must hold
+    (None: any); ``photometry``: APOGEE Net II photometry table (default: the run's, else
+    the label table's columns).
     """
+    from apogee_net.apogeenet2 import check_arch
+    from apogee_net.photometry import WithPhotometry, labelled_photometry
     from apogee_net.store import SpectraDataset, join_labels
 
     run = Path(run)
     model_path = run / BEST_NAME if run.is_dir() else run
     model, ckpt = load_checkpoint(model_path, expect=APOGEENet)
+    check_arch(arch, model, f"model checkpoint {model_path}")
     meta = dict(ckpt["meta"])
     store = store or meta.get("store")
     labels = labels or meta.get("labels_path")
@@ -99,7 +104,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                          "pass store= and labels=")
     names = list(meta["label_names"])
     prep = Preprocess.from_meta(meta)
-    label_std = np.asarray(prep.label_scaler.std)
+    label_std = np.asarray(getattr(prep, "physical_std", prep.label_scaler.std))
     old = meta.get("train_options", {})
     options = TrainOptions(
         batch_size=batch_size, lr=lr or LR_FACTOR * old.get("lr", 1e-3),
@@ -110,6 +115,9 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     source = np.array([str(s).strip().lower() for s in joined["source"]])
     split = np.array([str(s).strip().lower() for s in joined["split"]])
     targets = np.column_stack([np.asarray(joined[c], float) for c in names])
+    photometry = photometry or meta.get("photometry_path")
+    phot = (labelled_photometry(joined["apogee_id"], labels, photometry, f"adapt {model_path}")
+            if getattr(model, "n_phot", 0) else None)
     rare_train = np.flatnonzero(np.isin(source, RARE) & (split == "train"))
     payne_train = np.flatnonzero((source == MAJORITY) & (split == "train"))
     if len(rare_train) == 0:
@@ -120,7 +128,8 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     full_dev = np.flatnonzero(split == "dev")
 
     def dataset(idx):
-        return SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        return ds if phot is None else WithPhotometry(ds, phot[idx])
 
     in_round_dev = np.isin(full_dev, dev_idx)
 

@@ -27,7 +27,6 @@ from astropy.table import Table
 from apogee_net import evalplots
 from apogee_net.evaluate import calibration, mse_table, scatter_table
 from apogee_net.predict import load_model
-from apogee_net.uncertainty import perturbed_predict
 from yso_labels.checkpoint import load_checkpoint, save_checkpoint
 from yso_labels.runtime import resolve_device
 from yso_labels.tables import provenance, write_table
@@ -36,17 +35,25 @@ log = logging.getLogger(__name__)
 
 
 def predict_labelled(model, store, labels, realizations: int = 100, seed: int = 0,
-                     device: str = "auto", chunk: int = 512) -> Table:
-    """Predictions with σ for every star of ``labels`` that has a spectrum in ``store``."""
+                     device: str = "auto", chunk: int = 512, arch: str | None = None,
+                     photometry=None) -> Table:
+    """Predictions with σ for every star of ``labels`` that has a spectrum in ``store``
+    (APOGEE Net II: photometry from ``photometry`` or the label table's columns)."""
+    from apogee_net.apogeenet2 import check_arch
+    from apogee_net.photometry import labelled_photometry
+    from apogee_net.predict import perturbed_labels
     from apogee_net.store import open_store
     from apogee_net.store_dataset import join_labels, read_rows
 
     dev = resolve_device(device)
     lm = load_model(model, device=dev)
+    check_arch(arch, lm.model, f"model checkpoint {lm.path}")
     names = lm.label_names
     rows, joined, _ = join_labels(store, labels, label_columns=names)
     if len(rows) == 0:
         raise ValueError(f"no star of {labels} has a spectrum in {store}")
+    phot = (labelled_photometry(joined["apogee_id"], labels, photometry, "evaluate")
+            if getattr(lm.model, "n_phot", 0) else None)
     mean = np.empty((len(rows), len(names)))
     std = np.empty_like(mean)
     from tqdm.auto import tqdm
@@ -56,16 +63,17 @@ def predict_labelled(model, store, labels, realizations: int = 100, seed: int = 
             sel = rows[start:start + chunk]
             flux = read_rows(h5["flux"], sel)
             error = read_rows(h5["error"], sel)
-            mean[start:start + chunk], std[start:start + chunk] = perturbed_predict(
-                lm.model, flux, error, lm.preprocess, n_realizations=realizations,
-                seed=seed, keys=sel)
+            mean[start:start + chunk], std[start:start + chunk] = perturbed_labels(
+                lm, flux, error, None if phot is None else phot[start:start + chunk],
+                n_realizations=realizations, seed=seed, keys=sel)
     out = Table(joined[["apogee_id", "source", "split", "snr"]])
     for j, name in enumerate(names):
         out[name] = np.asarray(joined[name], float)
         out[f"{name}_pred"] = mean[:, j]
         out[f"{name}_err"] = std[:, j]
     out.meta["label_names"] = list(names)
-    out.meta["label_std"] = np.asarray(lm.preprocess.label_scaler.std).tolist()
+    out.meta["label_std"] = np.asarray(getattr(lm.preprocess, "physical_std",
+                                               lm.preprocess.label_scaler.std)).tolist()
     return out
 
 
@@ -77,17 +85,21 @@ def _arrays(pred: Table, names):
 
 
 def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int = 0,
-                   device: str = "auto", apply_calibration: bool = False) -> dict:
+                   device: str = "auto", apply_calibration: bool = False,
+                   arch: str | None = None, photometry=None) -> dict:
     """Write the evaluation report of ``model`` on ``store`` + ``labels`` to ``out``; return
-    a summary dict (tables as lists of rows, calibration factors, figure paths)."""
+    a summary dict (tables as lists of rows, calibration factors, figure paths).
+    ``arch``/``photometry``: as for :func:`predict_labelled`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pred = predict_labelled(model, store, labels, realizations, seed, device)
+    pred = predict_labelled(model, store, labels, realizations, seed, device, arch=arch,
+                            photometry=photometry)
     names = pred.meta["label_names"]
     label, est, sigma = _arrays(pred, names)
     src, split = np.asarray(pred["source"]), np.asarray(pred["split"])
     options = {"model": str(model), "store": str(store), "labels": str(labels),
-               "realizations": realizations, "seed": seed}
+               "realizations": realizations, "seed": seed, "arch": arch,
+               "photometry": None if photometry is None else str(photometry)}
     meta = provenance("apogee-net evaluate", options)
 
     t2 = mse_table(est, label, pred.meta["label_std"], src, split)

@@ -265,6 +265,10 @@ class Preprocess:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Preprocess:
+        if meta.get("preprocess", "standard") != "standard":  # APOGEE Net II, published
+            from apogee_net.published import preprocess_from_meta
+
+            return preprocess_from_meta(meta)
         label = meta.get("label_scaler")
         return cls(Standardiser.from_dict(meta["flux_scaler"]),
                    None if label is None else Standardiser.from_dict(label),

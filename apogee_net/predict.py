@@ -48,6 +48,8 @@ FLAGS = {
     "OUT_OF_RANGE": (4, "a label outside the range of the training labels"),
     "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
     "HOT": (16, "Teff above TEFF_MAX (6700 K): the paper left these out (edge effect)"),
+    "NO_PHOTOMETRY": (64, "APOGEE Net II: a photometric input missing, filled with the "
+                      "published replacement value (Sprague et al. 2022)"),
 }
 #: Olney et al. 2020 §3.6: stars hotter than this were left out of the published table,
 #: because hotter stars are pulled towards the edge of the training labels (~8000 K).
@@ -104,21 +106,31 @@ def load_model(path, device="cpu", expect: type = APOGEENet) -> LoadedModel:
     path = Path(path)
     model, ckpt = load_checkpoint(path, expect=expect, device=device)
     meta = ckpt["meta"]
-    missing = [k for k in ("label_names", "flux_scaler", "label_scaler") if k not in meta]
+    needed = ("label_names", "label_scaler") if meta.get("preprocess") == "published" \
+        else ("label_names", "flux_scaler", "label_scaler")
+    missing = [k for k in needed if k not in meta]
     if missing:
         raise ValueError(f"model checkpoint {path}: lacks {', '.join(missing)} (not trained "
                          "by apogee-net train?)")
     names = check_label_names(meta["label_names"], model.n_targets, f"model checkpoint {path}")
     prep = Preprocess.from_meta(meta)
-    shapes = (prep.flux_scaler.mean.shape,
+    shapes = (None if prep.flux_scaler is None else prep.flux_scaler.mean.shape,
               None if prep.label_scaler is None else prep.label_scaler.mean.shape)
-    if shapes != ((model.npix,), (len(names),)):
+    if shapes[0] not in (None, (model.npix,)) or shapes[1] != (len(names),):
         raise ValueError(f"model checkpoint {path}: standardisation shapes {shapes} do not "
                          f"match {model.npix} pixels and {len(names)} labels")
     lrange = np.asarray(meta.get("label_range", [[-np.inf] * len(names), [np.inf] * len(names)]),
                         dtype=float)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadedModel(model, names, prep, lrange, model.npix, path, digest, ckpt)
+
+
+def _method(lm: LoadedModel) -> str:
+    prep = lm.checkpoint["meta"]
+    if prep.get("preprocess") == "published":
+        return (f"published {prep.get('published_arch')} (imported), peer preprocessing; "
+                "draws capped at 5x median error")
+    return "Olney+2020 sec3.5 perturbation, sigma cap 5x mean error"
 
 
 def sigma_scale(lm: LoadedModel) -> np.ndarray:
@@ -350,6 +362,10 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
     return written
 
 
+def _sha(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
 def _chunk_len(chunk) -> int:
     if isinstance(chunk, dict) and "files" in chunk:
         return len(chunk["files"])
@@ -371,13 +387,18 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
     k = len(lm.label_names)
     mean = np.full((n, k), np.nan)
     std = np.full((n, k), np.nan)
+    phot = data.get("photometry")  # APOGEE Net II: (n, 7) raw, NaN where missing
     if usable.any():
         idx = np.flatnonzero(usable)
-        mean[idx], std[idx] = perturbed_predict(
-            lm.model, flux[idx], error[idx], lm.preprocess, n_realizations=realizations,
-            seed=seed, keys=offset + idx, chunk_rows=batch_size)
+        mean[idx], std[idx] = perturbed_labels(
+            lm, flux[idx], error[idx], None if phot is None else phot[idx],
+            n_realizations=realizations, seed=seed, keys=offset + idx, chunk_rows=batch_size)
     snr = np.asarray(data["snr"], float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
+    if phot is not None:
+        from apogee_net.photometry import fill_photometry
+
+        flags[fill_photometry(phot)[1].any(axis=1)] |= flag_value("NO_PHOTOMETRY")
     if "teff" in lm.label_names:
         with np.errstate(invalid="ignore"):
             flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")
@@ -408,10 +429,24 @@ def add_provenance_columns(table: Table, data: dict[str, Any]) -> Table:
     return table
 
 
+def perturbed_labels(lm: LoadedModel, flux, error, photometry=None, **kwargs):
+    """Labels and σ ``(n, k)`` of spectra by the model's uncertainty procedure: the
+    perturbation of §3.5 (:func:`apogee_net.uncertainty.perturbed_predict`), or the peers'
+    for an imported published model (:mod:`apogee_net.published`). ``photometry``: the
+    ``(n, 7)`` raw inputs of an APOGEE Net II model."""
+    if photometry is not None:
+        kwargs["photometry"] = photometry
+    published = getattr(lm.preprocess, "perturbed_predict", None)
+    if published is not None:
+        return published(lm.model, flux, error, **kwargs)
+    return perturbed_predict(lm.model, flux, error, lm.preprocess, **kwargs)
+
+
 def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                     device: str = "auto", batch_size: int | None = None, seed: int = 0,
                     chunk_size: int = 1024, workers: int = 4, progress: bool = True,
-                    hot: str = "flag", visits: bool = False) -> Path:
+                    hot: str = "flag", visits: bool = False, arch: str | None = None,
+                    photometry=None) -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
@@ -422,7 +457,12 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
     calibration factors when it has them (header ``SIGSCALE``). ``visits``: one row per
     visit of each apStar file as well as the combined one (columns ``visit``: 0 combined,
-    1..N; ``mjd``), as SDSS's astra runs APOGEE Net.
+    1..N; ``mjd``), as SDSS's astra runs APOGEE Net. ``arch``: the architecture
+    the checkpoint must hold (``apogeenet1|apogeenet2``; None: any). ``photometry``: table
+    (path or Table) with ``apogee_id`` and parallax, G, BP, RP, J, H, K for APOGEE Net II
+    (:mod:`apogee_net.photometry`); stars without it get the published fill values and the
+    NO_PHOTOMETRY flag. Imported published models (``apogee-net import-model``) read apStar
+    files as stored and use the peers' preprocessing and uncertainty procedure.
     """
     if hot not in HOT_POLICIES:
         raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
@@ -430,18 +470,30 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
         raise ValueError(f"realizations must be ≥ 0, got {realizations}")
     dev = resolve_device(device)
     lm = load_model(model, device=dev)
+    from apogee_net.apogeenet2 import check_arch
+    from apogee_net.photometry import PhotometryTable
+    from apogee_net.published import raw_spectra
+
+    check_arch(arch, lm.model, f"model checkpoint {lm.path}")
+    uses_phot = getattr(lm.model, "n_phot", 0) > 0
+    phot = PhotometryTable(photometry) if uses_phot and photometry is not None else None
+    if photometry is not None and not uses_phot:
+        log.warning("--photometry ignored: %s is an APOGEE Net I model", lm.path)
     batch_size = batch_size or default_chunk_rows(dev)
     chunks = plan_chunks(inputs, chunk_size, visits=visits)
     options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
                "chunk_size": chunk_size, "device": str(dev), "hot": hot,
-               "teff_max": TEFF_MAX, "visits": visits}
+               "teff_max": TEFF_MAX, "visits": visits, "arch": arch,
+               "photometry": None if phot is None else (phot.path or "table"),
+               "preprocess": lm.checkpoint["meta"].get("preprocess", "standard")}
     manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
-                "chunk_size": chunk_size, "device": dev.type, "hot": hot, "visits": visits}
+                "chunk_size": chunk_size, "device": dev.type, "hot": hot, "visits": visits,
+                "photometry_sha256": None if phot is None else _sha(phot.values)}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
                       LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
-                      METHOD="Olney+2020 sec3.5 perturbation, sigma cap 5x mean error",
+                      METHOD=_method(lm),
                       SIGSCALE=",".join(f"{x:.4g}" for x in sigma_scale(lm)))
 
     def predict_fn(data, offset):
@@ -450,7 +502,15 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
             table = table[(np.asarray(table["flags"]) & flag_value("HOT")) == 0]
         return table
 
-    path = stream_predict(chunks, lambda c: read_chunk(c, lm.npix, workers), predict_fn, out,
-                          meta, manifest, progress)
+    def read_fn(chunk):
+        data = read_chunk(chunk, lm.npix, workers)
+        if getattr(lm.preprocess, "raw_flux", False):
+            data = raw_spectra(data, chunk)  # the peers read apStar row 0 as stored
+        if uses_phot:
+            data["photometry"] = (phot.lookup(data["apogee_id"]) if phot is not None
+                                  else np.full((len(data["flux"]), 7), np.nan))
+        return data
+
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress)
     log.info("wrote %s (%d chunk(s))", path, len(chunks))
     return path

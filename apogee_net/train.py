@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from apogee_net import distributed
-from apogee_net.model import LABEL_NAMES, APOGEENet, Moments, Preprocess, Standardiser, scale_flux
+from apogee_net.model import LABEL_NAMES, Moments, Preprocess, Standardiser, scale_flux
 from yso_labels.checkpoint import read_checkpoint, save_checkpoint
 from yso_labels.runtime import seed_everything
 from yso_labels.tables import atomic_path
@@ -437,7 +437,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int 
                      resume: bool = False, amp: bool = False, workers: int = 0,
                      dropout: float = 0.1, flux_norm: str = "median",
                      label_columns: Sequence[str] = LABEL_NAMES,
-                     progress: bool = True) -> FitResult:
+                     progress: bool = True, arch: str = "apogeenet1",
+                     photometry=None) -> FitResult:
     """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
     or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
     ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
@@ -445,7 +446,12 @@ def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int 
     Targets are standardised with the training split's mean and std (§3.1, stored in the
     checkpoint with the per-pixel flux standardisation and the training label range);
     the dev split drives early stopping (§3.3); the test split is scored at the end.
+    ``arch``: ``apogeenet1`` (Olney et al. 2020) or ``apogeenet2`` (Sprague et al. 2022:
+    photometry from ``photometry`` (table with ``apogee_id``) or the label table's own
+    parallax, G, BP, RP, J, H, K columns; Teff learnt as log10 Teff, hot stars allowed).
     """
+    from apogee_net.apogeenet2 import build_for_arch
+    from apogee_net.photometry import WithPhotometry, labelled_photometry
     from apogee_net.store import SpectraDataset, join_labels, open_store
 
     out = Path(out)
@@ -470,25 +476,29 @@ def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int 
             raise ValueError(f"no '{name}' stars with spectra after joining {where} with "
                              f"store {store} ({report['n_joined']} joined)")
     train_t = targets[parts["train"]]
-    label_scaler = Standardiser.fit(train_t)
+    phot = (labelled_photometry(joined["apogee_id"], labels, photometry, where)
+            if arch == "apogeenet2" else None)
     with open_store(store) as h5:
         npix = int(h5["flux"].shape[1])
         wave = np.asarray(h5["wavelength"][[0, -1]], float)
     log.info("fitting the flux standardisation on %d training spectra", len(parts["train"]))
-    prep = Preprocess(fit_flux_scaler(store, rows[parts["train"]], flux_norm), label_scaler,
-                      flux_norm)
+    flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm)
     seed_everything(seed)
-    model = APOGEENet(in_channels=1, n_targets=len(label_columns), dropout=dropout, npix=npix)
+    model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
+                                 dropout, npix)
     meta = {"label_names": label_columns, **prep.to_meta(),
             "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
             "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
             "labels": where, "labels_path": None if hasattr(labels, "colnames") else str(labels),
             "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
+            "arch": arch, "photometry_path": None if photometry is None or hasattr(
+                photometry, "colnames") else str(photometry),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)"}
 
     def dataset(name):
         idx = parts[name]
-        return SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        return ds if phot is None else WithPhotometry(ds, phot[idx])
 
     result = fit(model, dataset("train"), dataset("dev"), standardised_mse, out, options, meta,
                  prepare=prep)
@@ -513,7 +523,7 @@ def predict_dataset(model, dataset, prep: Preprocess, batch_size: int = 256,
     with torch.inference_mode():
         for batch in loader:
             batch = _to_device(batch, dev)
-            z = model(prep.inputs(batch["flux"], batch.get("error")))
+            z = model(prep({k: v for k, v in batch.items() if k != "target"})["input"])
             preds.append(prep.labels(z.double()).cpu().numpy())
             targets.append(batch["target"].double().cpu().numpy())
     return np.concatenate(preds), np.concatenate(targets)

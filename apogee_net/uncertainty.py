@@ -99,12 +99,14 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
                       n_realizations: int = N_REALIZATIONS,
                       seed: int = 0, keys: Sequence[int] | None = None,
                       chunk_rows: int | None = None, cap: float = ERROR_CAP,
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      photometry=None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and 1σ uncertainties (physical units, ``(n, k)`` each) by the perturbation
     method of §3.5 (module docstring). ``flux``, ``error``: ``(n, npix)`` raw spectra (NaN
     where no data); ``preprocess``: the checkpoint's input and label standardisation;
     ``keys``: per-star integers for the noise seeds (default ``0…n−1``).
-    ``n_realizations = 0``: the plain prediction and NaN uncertainties.
+    ``n_realizations = 0``: the plain prediction and NaN uncertainties. ``photometry``:
+    ``(n, 7)`` raw inputs of an APOGEE Net II model (:mod:`apogee_net.apogeenet2`), the
+    same for every realization.
     """
     device = next(model.parameters()).device
     flux = torch.as_tensor(np.asarray(flux, dtype=np.float32), device=device)
@@ -118,8 +120,14 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
         raise ValueError(f"{len(keys)} seed keys for {n} spectra")
     chunk_rows = chunk_rows or default_chunk_rows(device)
     model.eval()
+
+    def inputs(f, e, a: int, b: int, repeat: int = 1):
+        if photometry is None:
+            return preprocess.inputs(f, e)
+        return preprocess.inputs(f, e, np.repeat(np.asarray(photometry)[a:b], repeat, axis=0))
+
     if n_realizations == 0:
-        z = forward_realizations(model, lambda a, b: preprocess.inputs(flux[a:b], error[a:b]),
+        z = forward_realizations(model, lambda a, b: inputs(flux[a:b], error[a:b], a, b),
                                  n, 1, chunk_rows)
         mean = preprocess.labels(z[:, 0].double()).cpu().numpy()
         return mean, np.full_like(mean, np.nan)
@@ -133,8 +141,8 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
             noise[j].normal_(generator=gen)
         draws = flux[start:stop, None] + noise * sigma[start:stop, None]
         err = error[start:stop, None].expand_as(draws)
-        return preprocess.inputs(draws.reshape(-1, flux.shape[1]),
-                                 err.reshape(-1, flux.shape[1]))
+        return inputs(draws.reshape(-1, flux.shape[1]), err.reshape(-1, flux.shape[1]),
+                      start, stop, n_realizations)
 
     z = forward_realizations(model, make_inputs, n, n_realizations, chunk_rows)
     return summarise(preprocess.labels(z.double()))

@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "apogee_net.cli.data",      # simulate ingest
     "apogee_net.cli.core",      # train predict
     "apogee_net.cli.science",   # adapt evaluate
+    "apogee_net.cli.published", # import-model export-model
     "apogee_net.cli.lamost",    # lamost ingest|train|predict
     "apogee_net.cli.ysos",      # ysos select|report
     "apogee_net.cli.demo",      # demo

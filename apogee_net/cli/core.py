@@ -20,7 +20,8 @@ def _cmd_train(args) -> None:
         args.store, args.labels, args.out, max_epochs=args.max_epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
         seed=args.seed, resume=args.resume, amp=args.amp, workers=args.workers,
-        dropout=args.dropout, flux_norm=args.flux_norm)
+        dropout=args.dropout, flux_norm=args.flux_norm, arch=args.arch,
+        photometry=args.photometry)
     print_fit(result)
 
 
@@ -31,13 +32,26 @@ def print_fit(result) -> None:
               f"{result.model_path}")
 
 
+def add_arch_options(p, default: str | None = None) -> None:
+    """``--arch`` and ``--photometry`` (APOGEE Net II) of train, adapt, predict, evaluate."""
+    p.add_argument("--arch", choices=("apogeenet1", "apogeenet2"), default=default,
+                   help="APOGEE Net I (Olney et al. 2020) or II (Sprague et al. 2022: "
+                   "+ Gaia/2MASS photometry, log Teff, hot stars)" + (
+                       f" (default {default})" if default else
+                       "; checked against the model (default: whatever it holds)"))
+    p.add_argument("--photometry", metavar="TABLE",
+                   help="apogeenet2: table with apogee_id, parallax, G, BP, RP, J, H, K (the "
+                   "output of `yso-labels fetch-photometry` works as is; default: the label "
+                   "table's own columns). Missing values: published fill, flag NO_PHOTOMETRY")
+
+
 def _cmd_predict(args) -> None:
     from apogee_net.predict import predict_catalog
 
     path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
                            device=args.device, batch_size=args.batch_size, seed=args.seed,
                            chunk_size=args.chunk_size, workers=args.workers, hot=args.hot,
-                           visits=args.visits)
+                           visits=args.visits, arch=args.arch, photometry=args.photometry)
     print(f"wrote {path}")
 
 
@@ -56,6 +70,7 @@ def register(sub) -> None:
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better dev loss before stopping (paper: 5)")
     p.add_argument("--dropout", type=float, default=0.1, help="FC dropout (paper: 0.1)")
+    add_arch_options(p, default="apogeenet1")
     p.add_argument("--flux-norm", choices=("median", "none"), default="median",
                    help="divide each spectrum by its median before the per-pixel "
                    "standardisation (default), or not (the paper's raw flux)")
@@ -74,6 +89,7 @@ def register(sub) -> None:
                    help="stores (.h5), apStar files or directories of them")
     p.add_argument("--model", required=True, help="RUNDIR/model.pt")
     p.add_argument("--out", required=True, metavar="CATALOG.fits")
+    add_arch_options(p)
     p.add_argument("--hot", choices=("flag", "drop"), default="flag",
                    help="stars hotter than 6700 K (left out of the paper's table): flag "
                    "(default, bit 16) or drop")

@@ -11,7 +11,7 @@ def _cmd_adapt(args) -> None:
                 labels=args.labels, max_rounds=args.max_rounds,
                 round_patience=args.round_patience, max_epochs=args.max_epochs,
                 patience=args.patience, batch_size=args.batch_size, lr=args.lr,
-                device=args.device)
+                device=args.device, arch=args.arch, photometry=args.photometry)
     kept = [int(r["round"]) for r in log if r["kept"] and r["round"] > 0]
     print(f"{len(log) - 1} round(s); kept rounds {kept or 'none'}; model in {args.out}/model.pt")
 
@@ -21,12 +21,15 @@ def _cmd_evaluate(args) -> None:
 
     summary = evaluate_model(args.model, args.store, args.labels, args.out,
                              realizations=args.realizations, seed=args.seed, device=args.device,
-                             apply_calibration=args.apply_calibration)
+                             apply_calibration=args.apply_calibration, arch=args.arch,
+                             photometry=args.photometry)
     print(format_report(summary))
     print(f"report and figures in {args.out}")
 
 
 def register(sub) -> None:
+    from apogee_net.cli.core import add_arch_options
+
     p = sub.add_parser("adapt", help="stratified adaptation for YSOs and M dwarfs "
                        "(Olney et al. 2020 sec. 3.4)")
     p.add_argument("--run", required=True, help="run directory (or model.pt) of a trained model")
@@ -46,6 +49,7 @@ def register(sub) -> None:
                    help="rounds without YSO/M-dwarf improvement before stopping")
     p.add_argument("--max-epochs", type=int, default=30, help="epochs per round at most")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_arch_options(p)
     p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("evaluate", help="Tables 2-3, uncertainty calibration and figures")
@@ -59,4 +63,5 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--apply-calibration", action="store_true",
                    help="store the dev-split sigma scale factors in the model checkpoint")
+    add_arch_options(p)
     p.set_defaults(func=_cmd_evaluate)
