@@ -3,8 +3,9 @@
 Pure functions over arrays, in the order :func:`prepare_spectrum` applies them:
 
 1. :func:`good_pixels`: finite flux, ivar > 0, and-mask 0, flux ≠ 0 (LAMOST pads with 0).
-2. :func:`cosmic_ray_mask`: single-pixel spikes (see its docstring: the paper only says
-   heavily polluted spectra were removed, not how; this is our documented criterion).
+2. :func:`~apogee_net.lamost.cosmics.cosmic_ray_mask`: spikes narrower than the
+   line-spread function, away from stellar and sky emission lines (the paper only says
+   heavily polluted spectra were removed, not how; the criterion is documented there).
 3. :func:`rest_frame`: λ_rest = λ_obs / (1 + z) with the LASP redshift ``Z``.
 4. :func:`resample`: flux-conserving rebinning onto 4000–8500 Å at 1 Å (4501 pixels),
    inverse variance propagated.
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from apogee_net.lamost.cosmics import cosmic_ray_mask
 
 __all__ = ["LamostDataError", "PreparedSpectrum", "lamost_grid", "good_pixels",
            "cosmic_ray_mask", "rest_frame", "pixel_edges", "resample", "gaussian_continuum",
@@ -53,72 +56,6 @@ def good_pixels(flux: np.ndarray, ivar: np.ndarray, andmask: np.ndarray | None =
     if andmask is not None:
         good &= np.asarray(andmask) == 0
     return good
-
-
-def cosmic_ray_mask(flux: np.ndarray, ivar: np.ndarray, good: np.ndarray | None = None,
-                    nsigma: float = 5.0, sharpness: float = 0.6,
-                    pair_sharpness: float | None = None, width: int = 15, grow: int = 1
-                    ) -> tuple[np.ndarray, int]:
-    """Flag cosmic-ray hits: positive spikes of one or two pixels, sharper than the LSF.
-
-    Li et al. (§2.2) removed spectra "heavily polluted by cosmic rays" without saying how;
-    this is our criterion. With m_i the running median over ``width`` pixels, e_i = f_i − m_i
-    the excess and the discrete curvatures
-    ℓ1_i = f_i − (f_{i−1} + f_{i+1})/2 (one-pixel spike) and
-    ℓ2_i = (f_i + f_{i+1})/2 − (f_{i−1} + f_{i+2})/2 (two-pixel spike),
-    a one-pixel hit has e_i > ``nsigma``·σ_i, ℓ1_i > ``nsigma``·σ_ℓ1, ℓ1_i > ``sharpness``·e_i
-    and f_i − max(f_{i−1}, f_{i+1}) > e_i/2 (it stands above *both* neighbours: this spares
-    the shoulders of deep absorption lines in line-dense, high-S/N spectra, where ℓ1 is
-    large too); a two-pixel hit (only when ``pair_sharpness`` is given) the same with the
-    pair mean, ℓ2 and ``pair_sharpness``. σ from ivar, σ_ℓ propagated.
-
-    Why it spares real lines: at R ≈ 1800 the LAMOST line-spread function has FWHM ≈ 2.4
-    pixels (σ ≈ 1 px) at every wavelength of the log-linear grid, so an emission line (Hα
-    of an M dwarf, a sky residual, a QSO line) has ℓ1/e ≤ 0.39 and ℓ2/e ≤ 0.62, while a
-    hit confined to one or two pixels has ratio ≈ 1. Continuum peaks between absorption
-    lines are smooth and fail the same test. On the 70 real spectra of ``shared/data``
-    the one-pixel test finds 0–5 hits per spectrum (mostly on sky-line residuals, which
-    are worth masking too); the two-pixel test (off by default) also fires on the
-    residuals of the [O I] 6300 Å and OH sky lines.
-
-    Returns ``(mask, n_hits)``: hits grown by ``grow`` pixels each side, and the number of
-    hit pixels before growing.
-    """
-    flux = np.asarray(flux, dtype=np.float64)
-    ivar = np.asarray(ivar, dtype=np.float64)
-    if good is None:
-        good = good_pixels(flux, ivar)
-    n = flux.size
-    if good.sum() < max(width, 4):
-        return np.zeros(n, bool), 0
-    idx = np.arange(n)
-    f = np.interp(idx, idx[good], flux[good])          # bad pixels filled by interpolation
-    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.inf)
-    excess = f - ndimage.median_filter(f, size=width, mode="nearest")
-    fp = np.pad(f, 2, mode="edge")
-    vp = np.pad(var, 2, mode="edge")
-    c, l1, r1, r2 = fp[2:-2], fp[1:-3], fp[3:-1], fp[4:]
-    vc, vl1, vr1, vr2 = vp[2:-2], vp[1:-3], vp[3:-1], vp[4:]
-    # one-pixel spikes
-    lap1 = c - 0.5 * (l1 + r1)
-    s1 = np.sqrt(vc + 0.25 * (vl1 + vr1))
-    above = c - np.maximum(l1, r1)
-    hit1 = ((excess > nsigma * np.sqrt(vc)) & (lap1 > nsigma * s1)
-            & (lap1 > sharpness * excess) & (above > 0.5 * excess))
-    hits = hit1.copy()
-    if pair_sharpness is not None:  # two-pixel spikes (pixels i and i+1)
-        pair = 0.5 * (c + r1)
-        pair_excess = 0.5 * (excess + np.append(excess[1:], excess[-1]))
-        lap2 = pair - 0.5 * (l1 + r2)
-        s2 = 0.5 * np.sqrt(vc + vr1 + vl1 + vr2)
-        hit2 = ((pair_excess > nsigma * 0.5 * np.sqrt(vc + vr1)) & (lap2 > nsigma * s2)
-                & (lap2 > pair_sharpness * pair_excess))
-        hits |= hit2 | np.concatenate(([False], hit2[:-1]))
-    hits &= good
-    n_hits = int(hits.sum())
-    if grow > 0 and n_hits:
-        hits = ndimage.binary_dilation(hits, iterations=int(grow))
-    return hits, n_hits
 
 
 def rest_frame(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: float
@@ -300,7 +237,7 @@ def prepare_spectrum(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
     n_cr = 0
     hits = np.zeros(np.shape(flux), bool)
     if reject_cosmics:
-        hits, _ = cosmic_ray_mask(flux, ivar, good, grow=0)
+        hits, _ = cosmic_ray_mask(flux, ivar, good, wavelength=wavelength, z=z, grow=0)
         wl_rest = np.asarray(wavelength, np.float64) / (1.0 + z)
         n_cr = int((hits & (wl_rest >= grid[0] - 1) & (wl_rest <= grid[-1] + 1)).sum())
         hits = ndimage.binary_dilation(hits, iterations=1)
