@@ -181,3 +181,57 @@ def test_splits_are_stratified_and_reproducible():
     poor = fe < -2.3           # 52 stars: every split gets its share
     assert np.sum(split[poor] == "test") in (5, 6)
     np.testing.assert_array_equal(split, assign_splits(fe, seed=1))
+
+
+def test_repeat_spectra_of_one_star_share_a_split():
+    rng = np.random.default_rng(2)
+    stars = np.repeat(np.arange(300), rng.integers(1, 5, 300))       # 1-4 spectra per star
+    fe = rng.uniform(-1.5, 0.4, 300)[stars]
+    split = assign_splits(fe, seed=3, groups=stars)
+    for s in np.unique(stars):
+        assert len(set(split[stars == s])) == 1
+    # fractions hold for stars, not spectra
+    first = np.unique(stars, return_index=True)[1]
+    frac = [np.mean(split[first] == s) for s in ("train", "dev", "test")]
+    np.testing.assert_allclose(frac, [0.81, 0.09, 0.10], atol=0.03)
+    # one spectrum per star: the same as without groups
+    np.testing.assert_array_equal(assign_splits(fe[first], seed=3, groups=np.arange(300)),
+                                  assign_splits(fe[first], seed=3))
+    with pytest.raises(ValueError, match="one key per row"):
+        assign_splits(fe, groups=stars[:-1])
+
+
+def test_label_table_splits_by_matched_apogee_star(tmp_path):
+    """Three LAMOST spectra per star (positions within 0.5"): one split per APOGEE star."""
+    from apogee_net.lamost.training import build_training_labels
+    from apogee_net.store import StoreWriter
+
+    rng = np.random.default_rng(4)
+    n_star, rep = 40, 3
+    ra0, dec0 = rng.uniform(10, 200, n_star), rng.uniform(-5, 50, n_star)
+    ra = np.repeat(ra0, rep) + rng.normal(0, 0.1 / 3600, n_star * rep)
+    dec = np.repeat(dec0, rep) + rng.normal(0, 0.1 / 3600, n_star * rep)
+    npix, n = 16, n_star * rep
+    with StoreWriter(tmp_path / "s.h5", npix, np.arange(npix, dtype=float), kind="lamost",
+                     overwrite=True) as w:
+        w.append(np.ones((n, npix), np.float32), np.full((n, npix), 0.01, np.float32),
+                 np.zeros((n, npix), np.int32), [str(9000 + i) for i in range(n)],
+                 np.full(n, 50.0), ra, dec, [f"f{i}" for i in range(n)])
+    ranges = label_ranges()
+    allstar = Table({"APOGEE_ID": [f"2M{i:04d}" for i in range(n_star)], "RA": ra0,
+                     "DEC": dec0})
+    for name in LABELS:
+        col = str(ranges.loc[name]["allstar"])
+        allstar[col] = rng.uniform(4000, 5000, n_star) if name == "teff" else \
+            rng.uniform(2.0, 3.0, n_star) if name == "logg" else rng.uniform(-0.5, 0.2, n_star)
+        allstar[f"{col}_ERR"] = np.full(n_star, 0.01)
+    out = build_training_labels(allstar, tmp_path / "s.h5", tmp_path / "labels.fits",
+                                weights="none", seed=1)
+    table = Table.read(out)
+    assert len(table) == n
+    names = np.asarray(table["apogee_name"]).astype(str)
+    split = np.asarray(table["split"]).astype(str)
+    assert len(set(names)) == n_star
+    for s in set(names):
+        assert len(set(split[names == s])) == 1, s
+    assert {"train", "test"} <= set(split)

@@ -3,8 +3,9 @@
 * :func:`build_training_labels` (``apogee-net lamost labels``): cross-match the spectra of a
   LAMOST store with an APOGEE allStar-like table, apply the §2.2.1 label treatment
   (:func:`~apogee_net.lamost.labels.treat_labels`), split 81/9/10 % into train/dev/test
-  (Li et al.: reference:test = 9:1, training:cross-validation = 9:1), stratified in 0.1-dex
-  [Fe/H] bins, and add the §2.2.2 [Fe/H] weights built on the training split.
+  (Li et al.: reference:test = 9:1, training:cross-validation = 9:1) by star (repeat spectra
+  of one APOGEE star share a split), stratified in 0.1-dex [Fe/H] bins, and add the §2.2.2
+  [Fe/H] weights built on the training split.
 * :func:`train_lamost` (``apogee-net lamost train``): joins the label table with the store
   (:func:`apogee_net.store.join_labels`) and trains :class:`~.model.BayesianCNN` with
   :func:`apogee_net.train.fit` and the robust loss (:func:`~.losses.robust_loss`): NaN labels
@@ -44,14 +45,28 @@ ERR_COLUMNS = tuple(f"{n}_err" for n in LABELS)
 
 
 def assign_splits(fe_h: np.ndarray, fractions=SPLIT_FRACTIONS, seed: int = 0,
-                  width: float = 0.1) -> np.ndarray:
-    """``train``/``dev``/``test`` per star, random but stratified in ``width``-dex [Fe/H]
-    bins (NaN its own bin) so the splits share the [Fe/H] distribution (Li et al. §2.2)."""
+                  width: float = 0.1, groups=None) -> np.ndarray:
+    """``train``/``dev``/``test`` per row, random but stratified in ``width``-dex [Fe/H]
+    bins (NaN its own bin) so the splits share the [Fe/H] distribution (Li et al. §2.2).
+
+    ``groups``: one key per row (e.g. the matched APOGEE ID); rows with one key are one star
+    and always land in one split (repeat spectra of a star never in two splits); the star is
+    stratified by the [Fe/H] of its first row. Without ``groups`` every row is its own star.
+    """
     fe_h = np.asarray(fe_h, float)
     frac = np.asarray(fractions, float)
     if frac.shape != (3,) or np.any(frac < 0) or not np.isclose(frac.sum(), 1.0):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
                          f"got {fractions}")
+    if groups is not None:
+        keys = np.asarray(groups).astype(str)
+        if keys.shape != fe_h.shape:
+            raise ValueError(f"groups must have one key per row: {keys.shape} vs {fe_h.shape}")
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        order = np.argsort(first)                       # stars in order of first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        return assign_splits(fe_h[first[order]], fractions, seed, width)[rank[inverse.ravel()]]
     rng = np.random.default_rng(seed)
     key = np.where(np.isfinite(fe_h), np.floor(np.nan_to_num(fe_h) / width), np.inf)
     out = np.empty(fe_h.size, dtype="<U5")
@@ -127,7 +142,10 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     if len(table) == 0:
         raise ValueError("no matched star keeps its core labels (Teff, log g, [Fe/H], [M/H]) "
                          "after the treatment; try require_core=False")
-    table["split"] = assign_splits(table["fe_h"], seed=seed)
+    # by star: repeat spectra of one APOGEE star share a split (a blank ID: its own star)
+    star = [name if str(name).strip() else f"spectrum:{sid}"
+            for name, sid in zip(table["apogee_name"], table["apogee_id"], strict=True)]
+    table["split"] = assign_splits(table["fe_h"], seed=seed, groups=star)
     wmeta = {}
     if weights == "feh":
         wt = weight_table(np.asarray(table["fe_h"])[table["split"] == "train"],
