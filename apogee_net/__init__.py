@@ -1,11 +1,15 @@
 """apogee_net: stage 2 of the toolkit, the spectral CNNs.
 
-APOGEE Net (Olney et al. 2020 §3) on apStar spectra: reading (:mod:`apogee_net.apstar`),
-an HDF5 store (:mod:`apogee_net.store`), the model (:mod:`apogee_net.model`), training
-(:mod:`apogee_net.train`), stratified adaptation (:mod:`apogee_net.adapt`), prediction with
-perturbation uncertainties (:mod:`apogee_net.predict`, :mod:`apogee_net.uncertainty`),
-evaluation, simulation and YSO science products; and a LAMOST Bayesian-CNN backend
-(:mod:`apogee_net.lamost`, Li et al.).
+Grouped by concept (see docs/ARCHITECTURE.md):
+
+- :mod:`apogee_net.spectra`: apStar files, the HDF5 store, ingest, simulated spectra;
+- :mod:`apogee_net.network`: APOGEE Net (Olney et al. 2020 §3), its training and
+  stratified adaptation (§3.4);
+- :mod:`apogee_net.inference`: streaming catalogues with perturbation uncertainties (§3.5);
+- :mod:`apogee_net.evaluation`: Tables 2–3, σ calibration, figures;
+- :mod:`apogee_net.yso`: YSO selection, age bins, regions, figures (§4);
+- :mod:`apogee_net.lamost`: the LAMOST Bayesian CNN (Li et al.), a sibling survey;
+- :mod:`apogee_net.testing`: generators used by the tests and benchmarks only.
 """
 
 from yso_labels import __version__

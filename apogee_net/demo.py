@@ -77,18 +77,18 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
              emulator=None) -> dict:
     """Run the demo into directory ``out``; returns a dict of the products' paths and the
     headline numbers."""
-    from apogee_net.adapt import adapt
-    from apogee_net.evalreport import evaluate_model, format_report
-    from apogee_net.predict import predict_catalog
-    from apogee_net.simulate import resolve_emulator, simulate_apstar
-    from apogee_net.store import ingest_apstar
-    from apogee_net.train import train_apogee_net
-    from apogee_net.ysos import report as yso_report
+    from apogee_net.evaluation.report import evaluate_model, format_report
+    from apogee_net.inference.predict import predict_catalog
+    from apogee_net.network.adapt import adapt
+    from apogee_net.network.train import train_apogee_net
+    from apogee_net.spectra.ingest import ingest_apstar
+    from apogee_net.spectra.simulate import resolve_emulator, simulate_apstar
+    from apogee_net.yso.report import report as yso_report
     from yso_labels.cli.labels import run_mdwarf, run_merge
+    from yso_labels.core.tables import read_table, write_table
     from yso_labels.payne import read_payne
     from yso_labels.photcnn import run_predict, train_photcnn
     from yso_labels.synthetic import synth
-    from yso_labels.tables import read_table, write_table
 
     size = SIZES["quick" if quick else "full"]
     out = Path(out)

@@ -122,15 +122,9 @@ def write_json(path: str | os.PathLike | None, payload: Mapping[str, Any]) -> No
     """Write ``payload`` as JSON to ``path`` atomically (nothing when ``path`` is None)."""
     if not path:
         return
-    from yso_labels.tables import atomic_path
+    from yso_labels.core.atomic import write_text
 
-    tmp, final = atomic_path(Path(path))
-    try:
-        tmp.write_text(json.dumps(payload, indent=1, default=_jsonable))
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    final = write_text(path, json.dumps(payload, indent=1, default=_jsonable))
     print(f"wrote {final}")
 
 
@@ -233,7 +227,7 @@ class Block:
 def _distinct(n_distinct: int, seed: int, emu: str | None):
     from apogee_net_recovery import draw_labels
 
-    from apogee_net.simulate import simulate_spectra
+    from apogee_net.spectra.simulate import simulate_spectra
 
     labels = draw_labels(n_distinct, seed)  # Teff, log g, [Fe/H], [α/Fe]
     sim = simulate_spectra(labels, emulator=emu or emulator(), seed=seed, keep_truth=True)
@@ -287,8 +281,8 @@ def build_store(path: str | os.PathLike, n: int, n_distinct: int = 256, seed: in
     split``) that ``apogee-net train`` takes."""
     from astropy.table import Table
 
-    from apogee_net.apstar import NPIX, apstar_wavelength
-    from apogee_net.store import StoreWriter
+    from apogee_net.spectra.apstar import NPIX, apstar_wavelength
+    from apogee_net.spectra.store import StoreWriter
 
     path = Path(path)
     ids = np.array([f"2MBENCH{i:08d}" for i in range(n)])
@@ -316,7 +310,8 @@ def untrained_preprocess(flux: np.ndarray, error: np.ndarray, labels: np.ndarray
                          flux_norm: str = "median"):
     """APOGEE Net's standardisation fitted on these spectra and labels (as
     ``train_apogee_net`` does on its training split)."""
-    from apogee_net.model import Moments, Preprocess, Standardiser, scale_flux
+    from apogee_net.network.model import Preprocess, scale_flux
+    from yso_labels.core.scaling import Moments, Standardiser
 
     moments = Moments(flux.shape[1])
     moments.add(scale_flux(torch.from_numpy(flux), torch.from_numpy(error), flux_norm).numpy())
@@ -325,7 +320,7 @@ def untrained_preprocess(flux: np.ndarray, error: np.ndarray, labels: np.ndarray
 
 def untrained_model(npix: int = 8575, seed: int = 0):
     """APOGEE Net with its initial (random, seeded) weights: speed does not depend on them."""
-    from apogee_net.model import APOGEENet
+    from apogee_net.network.model import APOGEENet
 
     torch.manual_seed(seed)
     return APOGEENet(in_channels=1, n_targets=len(LABELS), npix=npix)
@@ -335,7 +330,7 @@ def untrained_checkpoint(path: str | os.PathLike, prep, labels: np.ndarray,
                          seed: int = 0) -> Path:
     """A checkpoint ``apogee-net predict`` accepts: random weights, ``prep``'s
     standardisation, the label range of ``labels``."""
-    from yso_labels.checkpoint import save_checkpoint
+    from yso_labels.core.checkpoint import save_checkpoint
 
     model = untrained_model(len(prep.flux_scaler.mean), seed)
     meta = {"label_names": list(LABELS), **prep.to_meta(),

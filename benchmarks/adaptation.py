@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from apogee_net.adapt import adapt
-from apogee_net.evalreport import evaluate_model
-from apogee_net.simulate import simulate_spectra
-from apogee_net.store import StoreWriter
-from apogee_net.train import train_apogee_net
+from apogee_net.evaluation.report import evaluate_model
+from apogee_net.network.adapt import adapt
+from apogee_net.network.train import train_apogee_net
+from apogee_net.spectra.simulate import simulate_spectra
+from apogee_net.spectra.store import StoreWriter
 from yso_labels.merge import assign_split
 
 EMULATOR = Path(__file__).resolve().parents[2] / "shared" / "data" / "payne" / \
@@ -72,7 +72,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("apogee_net.train", "apogee_net.store_dataset", "apogee_net.evalreport"):
+    for noisy in ("yso_labels.core.training", "apogee_net.network.train",
+                  "apogee_net.spectra.dataset", "apogee_net.evaluation.report"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     reuse = args.reuse_run and (args.out / "eval_before" / "summary.json").exists()
     if not reuse:

@@ -9,7 +9,7 @@ prints, side by side:
   (184 K, 0.216 dex, 0.091 dex), and against a ridge regression on the same inputs;
 - training time and training spectra per second;
 - inference spectra per second: plain, 100 perturbed realizations batched
-  (:func:`apogee_net.uncertainty.perturbed_predict`) and a naive loop of one realization
+  (:func:`apogee_net.inference.uncertainty.perturbed_predict`) and a naive loop of one realization
   per forward pass, with their ratios;
 - ``apogee-net predict`` on the two real DR17 apStar files of ``../shared/data/apogee``.
 
@@ -50,9 +50,9 @@ def draw_labels(n: int, seed: int) -> np.ndarray:
 def make_store(args, out: Path):
     from astropy.table import Table
 
-    from apogee_net.apstar import apstar_wavelength
-    from apogee_net.simulate import simulate_spectra
-    from apogee_net.store import StoreWriter
+    from apogee_net.spectra.apstar import apstar_wavelength
+    from apogee_net.spectra.simulate import simulate_spectra
+    from apogee_net.spectra.store import StoreWriter
 
     labels = draw_labels(args.n, args.seed)
     ids = [f"SIM{i:06d}" for i in range(args.n)]
@@ -82,7 +82,7 @@ def ridge_baseline(store, table, prep, alpha: float = 1.0) -> dict:
     """Ridge regression on the same standardised inputs (test scatter per label)."""
     from sklearn.linear_model import Ridge
 
-    from apogee_net.store import open_store
+    from apogee_net.spectra.store import open_store
 
     rows = {s: np.flatnonzero(np.asarray(table["split"]) == s) for s in ("train", "test")}
     with open_store(store) as h5:
@@ -100,7 +100,8 @@ def throughput(model, prep, flux, error, realizations: int, n_naive: int,
                repeats: int = 3) -> dict:
     """Spectra per second of plain prediction, batched realizations and the naive loop,
     measured interleaved ``repeats`` times; the best of each (the machine is shared)."""
-    from apogee_net.uncertainty import naive_perturbed_predict, perturbed_predict
+    from apogee_net.inference.uncertainty import perturbed_predict
+    from apogee_net.testing.reference import naive_perturbed_predict
 
     def rate(fn, n):
         t0 = time.perf_counter()
@@ -145,9 +146,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from apogee_net.predict import load_model, predict_catalog
-    from apogee_net.store import open_store
-    from apogee_net.train import train_apogee_net
+    from apogee_net.inference.predict import load_model, predict_catalog
+    from apogee_net.network.train import train_apogee_net
+    from apogee_net.spectra.store import open_store
 
     store, table = make_store(args, out)
     run = out / f"run-{args.flux_norm}-{args.n}"

@@ -4,15 +4,15 @@ naive baseline, on the same spectra in the same run (Olney et al. 2020 §3.5).
 
 Three ways of getting labels for the same simulated apStar spectra:
 
-- plain: :func:`apogee_net.uncertainty.perturbed_predict` with ``n_realizations=0`` (one
+- plain: :func:`apogee_net.inference.uncertainty.perturbed_predict` with ``n_realizations=0`` (one
   forward pass per star, from NumPy arrays: on a GPU the host-to-device copy is included),
   over the stars tiled to ``--plain-rows`` rows so that every batch is full;
 - forward: the same rows already on the device, preprocessing + network only
-  (:func:`apogee_net.uncertainty.forward_realizations` with one realization): the
+  (:func:`apogee_net.inference.uncertainty.forward_realizations` with one realization): the
   reference "R plain forward passes over the same stars";
 - uncertainty: ``perturbed_predict`` with ``--realizations`` (100) perturbed copies per
   star, stars × realizations batched in forward passes of at most ``chunk_rows`` rows;
-- naive: :func:`apogee_net.uncertainty.naive_perturbed_predict`, the paper's listing style
+- naive: :func:`apogee_net.testing.reference.naive_perturbed_predict`, the paper's listing style
   (one realization of one star per forward pass), on the first ``--n-naive`` stars.
 
 The model is an untrained APOGEENet (random weights; speed does not depend on them) with
@@ -49,13 +49,13 @@ from _common import (
     write_json,
 )
 
-from apogee_net.uncertainty import (
+from apogee_net.inference.uncertainty import (
     default_chunk_rows,
     forward_realizations,
-    naive_perturbed_predict,
     perturbed_predict,
 )
-from yso_labels.runtime import resolve_device
+from apogee_net.testing.reference import naive_perturbed_predict
+from yso_labels.core.runtime import resolve_device
 
 CPU_CHUNKS, GPU_CHUNKS = (16, 32, 64, 128, 256), (256, 1024, 2048, 4096)
 

@@ -11,7 +11,7 @@ score every prediction, while training sees the blanked table. The train+dev sta
 (``--stars``) are a random draw, so the metal-poor end is as sparse as in the survey (~3 %
 below −1 dex, the situation §2.2.2's weights address); the test set (``--test-stars``) holds
 up to half metal-poor stars so that end is measured on many stars. The CSV has no label
-errors: σ_known = 0. Spectra: :func:`apogee_net.lamost.simulate.simulate_lamost` (toy model:
+errors: σ_known = 0. Spectra: :func:`apogee_net.testing.lamost_spectra.simulate_lamost` (toy model:
 real line positions, R = 1800, S/N_g log-uniform 15–150, cosmic rays), then the full
 preprocessing chain and an HDF5 store, as real data.
 
@@ -56,10 +56,10 @@ from apogee_net.lamost.labels import (
     weight_table,
 )
 from apogee_net.lamost.preprocess import lamost_grid, prepare_spectrum
-from apogee_net.lamost.simulate import simulate_lamost
 from apogee_net.lamost.training import assign_splits, train_lamost
-from apogee_net.store import StoreWriter
-from yso_labels.runtime import seed_everything
+from apogee_net.spectra.store import StoreWriter
+from apogee_net.testing.lamost_spectra import simulate_lamost
+from yso_labels.core.runtime import seed_everything
 
 CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "labels" / \
     "lamost_apogee_dr12_labels.csv"
@@ -175,9 +175,10 @@ def label_table(labels: Table, split: np.ndarray, weights: bool) -> Table:
 def predict_test(run: Path, store: Path, passes: int, seed: int) -> dict[str, np.ndarray]:
     import h5py
 
+    from apogee_net.inference.chunks import read_chunk
+    from apogee_net.inference.predict import load_model
     from apogee_net.lamost.model import BayesianCNN
     from apogee_net.lamost.predict import predict_arrays
-    from apogee_net.predict import load_model, read_chunk
 
     lm = load_model(run / "model.pt", expect=BayesianCNN)
     with h5py.File(store, "r") as h5:

@@ -25,7 +25,7 @@ from apogee_net.lamost.io import log_linear_wavelength
 from apogee_net.lamost.mc import default_max_rows, mc_dropout, mc_passes
 from apogee_net.lamost.model import BayesianCNN
 from apogee_net.lamost.preprocess import gaussian_continuum, lamost_grid
-from yso_labels.runtime import resolve_device
+from yso_labels.core.runtime import resolve_device
 
 
 def dense_continuum(wl, flux, ivar, L=50.0):

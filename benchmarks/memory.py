@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peak memory of ``apogee-net predict`` (:func:`apogee_net.predict.predict_catalog`) over
+"""Peak memory of ``apogee-net predict`` (:func:`apogee_net.inference.predict.predict_catalog`) over
 stores of growing size: it streams chunks, so the peak must not grow with the store.
 
 For each size (default 1k, 10k and 50k simulated spectra, a few hundred distinct ones
@@ -67,8 +67,8 @@ def child(args) -> None:
     import torch
     from astropy.table import Table
 
-    from apogee_net.predict import predict_catalog
-    from yso_labels.runtime import resolve_device
+    from apogee_net.inference.predict import predict_catalog
+    from yso_labels.core.runtime import resolve_device
 
     set_threads(args.threads)
     model, store, out = args.child
@@ -92,7 +92,7 @@ def main(argv=None) -> dict | None:
     if args.child:
         child(args)
         return None
-    from yso_labels.runtime import resolve_device
+    from yso_labels.core.runtime import resolve_device
 
     dev = resolve_device(args.device)
     set_threads(args.threads)

@@ -2,7 +2,7 @@
 """Data-parallel scaling of APOGEE Net training: 1 vs 2 processes under ``torchrun``.
 
 Trains the same store with ``apogee-net train`` (data parallel under torchrun: gloo on the
-CPU, NCCL on GPUs; :mod:`apogee_net.distributed`) for ``--epochs`` epochs in each
+CPU, NCCL on GPUs; :mod:`yso_labels.core.distributed`) for ``--epochs`` epochs in each
 configuration ``PxT`` (P processes × T torch threads each, set with ``OMP_NUM_THREADS``).
 The defaults compare, at equal cores, 2 processes × 1 thread with 1 process × 1 thread and
 1 process × 2 threads. Each configuration is launched the same way,
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from _common import build_store, host_info, print_host, print_table, write_json
 
-from yso_labels.runtime import resolve_device
+from yso_labels.core.runtime import resolve_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from astropy.table import Table
 
-from apogee_net.apstar import NPIX, apstar_wavelength
-from apogee_net.simulate import simulate_apstar, simulate_spectra
-from apogee_net.store import SpectraDataset, StoreWriter, collate_batch, ingest_apstar
+from apogee_net.spectra.apstar import NPIX, apstar_wavelength
+from apogee_net.spectra.dataset import SpectraDataset, collate_batch
+from apogee_net.spectra.ingest import ingest_apstar
+from apogee_net.spectra.simulate import simulate_apstar, simulate_spectra
+from apogee_net.spectra.store import StoreWriter
 
 EMULATOR = Path(__file__).resolve().parents[2] / "shared" / "data" / "payne" \
     / "NN_unnormalized_spectra.npz"

@@ -2,10 +2,10 @@
 """APOGEE Net training throughput with the HDF5 store vs the same data in memory, and
 where an epoch's time goes (read, preprocess, optimizer step), side by side.
 
-1. :func:`apogee_net.train.fit` (the loop behind ``apogee-net train``) for ``--epochs``
+1. :func:`yso_labels.core.training.fit` (the loop behind ``apogee-net train``) for ``--epochs``
    epochs on the same spectra, same model initialisation and options, once reading
-   batches from the store (:class:`apogee_net.store.SpectraDataset`, per ``--workers``
-   value) and once from memory (:class:`apogee_net.train.ArrayDataset`); runs alternate
+   batches from the store (:class:`apogee_net.spectra.dataset.SpectraDataset`, per ``--workers``
+   value) and once from memory (:class:`apogee_net.network.train.ArrayDataset`); runs alternate
    ``--repeats`` times and the best epoch counts (training spectra per second of the
    training part of an epoch, as ``train_log.csv`` records it). Ratio store / memory: the
    data path is not the bottleneck when it is close to 1.
@@ -43,18 +43,12 @@ from _common import (
     write_json,
 )
 
-from apogee_net.model import Standardiser
-from apogee_net.store import SpectraDataset, open_store
-from apogee_net.store_dataset import read_rows
-from apogee_net.train import (
-    ArrayDataset,
-    TrainOptions,
-    collate,
-    fit,
-    fit_flux_scaler,
-    standardised_mse,
-)
-from yso_labels.runtime import resolve_device
+from apogee_net.network.train import fit_flux_scaler
+from apogee_net.spectra.dataset import SpectraDataset, read_rows
+from apogee_net.spectra.store import open_store
+from yso_labels.core.runtime import resolve_device
+from yso_labels.core.scaling import Standardiser
+from yso_labels.core.training import ArrayDataset, TrainOptions, collate, fit, standardised_mse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -102,7 +96,7 @@ def main(argv=None) -> dict:
 
 
 def _run(args, dev, info, tmp: Path) -> dict:
-    from apogee_net.model import Preprocess
+    from apogee_net.network.model import Preprocess
 
     store, table = build_store(tmp / "spectra.h5", args.n, args.n_distinct, args.seed)
     split = np.asarray(table["split"])

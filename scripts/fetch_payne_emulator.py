@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from yso_labels.core.atomic import atomic_write
+
 REPO = "https://raw.githubusercontent.com/tingyuansen/The_Payne"
 #: file -> (candidate URLs, tried in order, SHA-256 of the tested copy)
 FILES = {
@@ -38,7 +40,7 @@ FILES = {
 
 
 def _default_dest() -> Path:
-    from apogee_net.payne import CACHE_DIR
+    from apogee_net.spectra.emulator import CACHE_DIR
 
     return Path(os.environ.get("YSO_PAYNE_DIR") or CACHE_DIR)
 
@@ -80,13 +82,9 @@ def fetch(dest: Path, force: bool = False, timeout: float = 60.0) -> list[Path]:
         if digest != sha:
             print(f"warning: {name} from {url} differs from the tested copy (sha256 {digest})",
                   file=sys.stderr)
-        tmp = dest / f".{name}.part"
-        tmp.write_bytes(data)
-        try:
+        with atomic_write(final) as tmp:
+            tmp.write_bytes(data)
             _check(name, tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
         print(f"{final}: {len(data)} bytes from {url}")
         written.append(final)
     return written

@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
     Net run trained on it for one epoch: ``(directory, label table)``."""
     import numpy as np
 
-    from apogee_net.train import train_apogee_net
+    from apogee_net.network.train import train_apogee_net
     from tests.test_train import make_store
 
     tmp = tmp_path_factory.mktemp("adapt")

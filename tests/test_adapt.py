@@ -7,10 +7,10 @@ import pytest
 import torch
 from astropy.table import Table
 
-from apogee_net import adapt as adapt_mod
-from apogee_net.adapt import adapt, draw_subset
-from apogee_net.train import FitResult
-from yso_labels.checkpoint import read_checkpoint
+from apogee_net.network import adapt as adapt_mod
+from apogee_net.network.adapt import adapt, draw_subset
+from yso_labels.core.checkpoint import read_checkpoint
+from yso_labels.core.training import FitResult
 
 torch.set_num_threads(1)
 

@@ -8,16 +8,16 @@ import pytest
 import torch
 from astropy.table import Table
 
-from yso_labels.checkpoint import read_checkpoint
+from yso_labels.core.checkpoint import read_checkpoint
 
 torch.set_num_threads(1)
 BANDS = ("parallax", "G", "BP", "RP", "J", "H", "K")
 
 
 def test_parameter_count_and_published_layout():
-    from apogee_net.apogeenet2 import APOGEENet2
-    from apogee_net.model import count_parameters
-    from apogee_net.published import published_shapes, to_published_state
+    from apogee_net.network.apogeenet2 import APOGEENet2
+    from apogee_net.network.model import count_parameters
+    from apogee_net.network.published import published_shapes, to_published_state
 
     model = APOGEENet2()
     # version I's 4,655,275 + fc1's 64 extra inputs (64 x 512) + l1..l5 (3,920)
@@ -29,11 +29,11 @@ def test_parameter_count_and_published_layout():
 
 
 def test_photometry_changes_the_output_and_log_teff_round_trip():
-    from apogee_net.apogeenet2 import LogLabels, PhotPreprocess
-    from apogee_net.model import Standardiser
+    from apogee_net.network.apogeenet2 import LogLabels, PhotPreprocess
+    from yso_labels.core.scaling import Standardiser
 
     torch.manual_seed(0)
-    from apogee_net.apogeenet2 import APOGEENet2
+    from apogee_net.network.apogeenet2 import APOGEENet2
 
     model = APOGEENet2(npix=256, dropout=0.0).eval()
     prep = PhotPreprocess(Standardiser(np.zeros(256), np.ones(256)),
@@ -130,7 +130,7 @@ def test_predict_evaluate_adapt_through_the_cli(v2_run, tmp_path, capsys):
 
 
 def test_train_without_photometry_is_a_clear_error(tmp_path):
-    from apogee_net.train import train_apogee_net
+    from apogee_net.network.train import train_apogee_net
     from tests.test_train import make_store
 
     table = make_store(tmp_path / "s.h5", n=30, npix=256)

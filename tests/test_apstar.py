@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from apogee_net.apstar import (
+from apogee_net.spectra.apstar import (
     ASPCAP_RANGES,
     NPIX,
     ApStarError,
@@ -17,7 +17,7 @@ from apogee_net.apstar import (
     read_apstar,
     write_apstar,
 )
-from apogee_net.simulate import simulate_spectra
+from apogee_net.spectra.simulate import simulate_spectra
 from tests.conftest import shared_file
 
 MULTI = ("apogee", "apStar-dr17-2M17335483-2753043.fits")
@@ -154,7 +154,7 @@ def test_bad_files_give_clear_errors(tmp_path, sim):
 def test_visits_of_the_real_three_visit_file():
     """Rows 0 (combined), then visits in rows 2..4 (row 1 global-weighted); MJD = JD − 2400000.5
     from the header's JD<v>; visit S/N from SNRVIS<v>."""
-    from apogee_net.apstar import read_apstar_visits
+    from apogee_net.spectra.apstar import read_apstar_visits
 
     path = shared_file(*MULTI)
     rows = read_apstar_visits(path)
@@ -175,7 +175,7 @@ def test_visits_of_the_real_three_visit_file():
 
 
 def test_single_visit_is_the_combined_row():
-    from apogee_net.apstar import read_apstar_visits
+    from apogee_net.spectra.apstar import read_apstar_visits
 
     rows = read_apstar_visits(shared_file(*SINGLE))
     assert [r.visit for r in rows] == [0, 1]
@@ -184,7 +184,7 @@ def test_single_visit_is_the_combined_row():
 
 
 def test_asstar_name_and_telescope(tmp_path):
-    from apogee_net.apstar import telescope_of
+    from apogee_net.spectra.apstar import telescope_of
 
     flux = np.full(NPIX, 100.0)
     path = write_apstar(tmp_path / "asStar-dr17-2M00000001+0000001.fits", flux, flux / 50,

@@ -39,8 +39,8 @@ from yso_labels.catalogs import (
     query_photometry,
     read_targets,
 )
+from yso_labels.core.tables import read_meta, read_table
 from yso_labels.regions import nearest_region
-from yso_labels.tables import read_meta, read_table
 
 DATA = Path(__file__).parent / "data" / "catalogs"
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from astropy.table import Table
 
 from tests.conftest import shared_file
 from yso_labels.cli import main
-from yso_labels.tables import read_meta, read_table
+from yso_labels.core.tables import read_meta, read_table
 
 PAYNE = Path(__file__).parent / "data" / "payne_sample.txt"
 

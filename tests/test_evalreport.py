@@ -8,8 +8,8 @@ import pytest
 from astropy.table import Table
 
 from apogee_net.cli import main
-from apogee_net.evalreport import evaluate_model
-from yso_labels.checkpoint import read_checkpoint
+from apogee_net.evaluation.report import evaluate_model
+from yso_labels.core.checkpoint import read_checkpoint
 
 
 def test_evaluate_tables_figures_and_calibration(tiny_run, tmp_path, capsys):
@@ -53,8 +53,8 @@ def test_evaluate_without_dev_split(tiny_run, tmp_path):
 
 
 def test_predict_applies_stored_sigma_scale_and_hot_policy(tiny_run, tmp_path):
-    from apogee_net.evalreport import store_sigma_scale
-    from apogee_net.predict import FLAGS, TEFF_MAX, predict_catalog
+    from apogee_net.evaluation.report import store_sigma_scale
+    from apogee_net.inference.predict import FLAGS, TEFF_MAX, predict_catalog
 
     run_dir, _ = tiny_run
     plain = run_dir / "run" / "model.pt"

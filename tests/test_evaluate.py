@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from apogee_net.evaluate import GAUSS_COVERAGE, calibration, mse_table, scatter_table, sigma_scale
+from apogee_net.evaluation.metrics import (
+    GAUSS_COVERAGE,
+    calibration,
+    mse_table,
+    scatter_table,
+    sigma_scale,
+)
 
 
 def test_tables_on_known_residuals():

@@ -9,7 +9,7 @@ from astropy.io import fits
 from apogee_net.lamost.ingest import MASK_COSMIC, ingest_lamost
 from apogee_net.lamost.io import LamostFormatError, find_lamost_files, read_lamost
 from apogee_net.lamost.preprocess import LamostDataError, prepare_spectrum
-from apogee_net.lamost.simulate import simulate_lamost, write_lamost_fits
+from apogee_net.testing.lamost_spectra import simulate_lamost, write_lamost_fits
 from tests.conftest import shared_file
 
 FORMATS = ("lamost", "formats")
@@ -137,7 +137,7 @@ def test_ingest_store_conventions_failures_and_resume(tmp_path):
     reasons = " ".join(f["reason"] for f in report["failures"])
     assert "no redshift" in reasons and "no valid pixel" in reasons
     assert f"{odd}: the header grid" in reasons
-    from apogee_net.store import open_store
+    from apogee_net.spectra.store import open_store
 
     with open_store(store) as h5:
         assert h5.attrs["kind"] == "lamost" and h5["flux"].shape == (4, 4501)
@@ -159,7 +159,7 @@ def test_cli_ingest_of_the_shared_files(tmp_path, shared_data):
     out = tmp_path / "real.h5"
     assert main(["lamost", "ingest", str(shared_data / "lamost" / "formats"), "--out",
                  str(out), "--workers", "0", "--no-progress"]) == 0
-    from apogee_net.store import store_table
+    from apogee_net.spectra.store import store_table
 
     table = store_table(out)
     assert len(table) == 10 and "1247301005" in set(table["apogee_id"])  # the QSO too

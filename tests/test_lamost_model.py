@@ -135,7 +135,7 @@ def test_mc_predict_seeded_and_in_label_units():
 def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     from apogee_net.cli import main
     from apogee_net.lamost.labels import LABELS, label_ranges
-    from apogee_net.lamost.simulate import simulate_lamost, write_lamost_fits
+    from apogee_net.testing.lamost_spectra import simulate_lamost, write_lamost_fits
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)

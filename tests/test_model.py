@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from apogee_net.model import (
-    APOGEENet,
-    Moments,
-    Preprocess,
-    Standardiser,
-    count_parameters,
-    model_input,
-    valid_pixels,
-)
-from yso_labels.checkpoint import load_checkpoint, save_checkpoint
+from apogee_net.network.model import APOGEENet, Preprocess, count_parameters, model_input
+from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.scaling import Moments, Standardiser
 
 torch.set_num_threads(1)
 

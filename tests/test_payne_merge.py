@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from yso_labels.core.tables import TableError
 from yso_labels.merge import assign_split, merge_labels
 from yso_labels.payne import payne_labels, read_payne, trusted
-from yso_labels.tables import TableError
 
 PAYNE = Path(__file__).parent / "data" / "payne_sample.txt"
 

@@ -10,8 +10,9 @@ import torch
 from astropy.table import Table
 
 from yso_labels import photcnn
-from yso_labels.checkpoint import load_checkpoint
 from yso_labels.cli import main
+from yso_labels.core.checkpoint import load_checkpoint
+from yso_labels.core.tables import TableError, read_table
 from yso_labels.isochrones import load_isochrones
 from yso_labels.photcnn import (
     PhotCNN,
@@ -21,7 +22,6 @@ from yso_labels.photcnn import (
     train_photcnn,
 )
 from yso_labels.synthetic import draw_population
-from yso_labels.tables import TableError, read_table
 
 torch.set_num_threads(1)  # the CI machine is shared; one thread is the fastest there
 

@@ -11,19 +11,14 @@ import torch
 from astropy.io import fits
 from astropy.table import Table
 
-from apogee_net.model import APOGEENet, Preprocess, Standardiser
-from apogee_net.predict import (
-    FLAGS,
-    flag_value,
-    plan_chunks,
-    predict_catalog,
-    read_chunk,
-    stream_predict,
-)
-from apogee_net.simulate import simulate_apstar, simulate_spectra, write_apstar
+from apogee_net.inference.chunks import plan_chunks, read_chunk
+from apogee_net.inference.predict import FLAGS, flag_value, predict_catalog, stream_predict
+from apogee_net.network.model import APOGEENet, Preprocess
+from apogee_net.spectra.simulate import simulate_apstar, simulate_spectra, write_apstar
 from tests.conftest import shared_file
-from yso_labels.checkpoint import save_checkpoint
-from yso_labels.tables import read_meta
+from yso_labels.core.checkpoint import save_checkpoint
+from yso_labels.core.scaling import Standardiser
+from yso_labels.core.tables import read_meta
 
 torch.set_num_threads(1)
 COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
@@ -92,7 +87,7 @@ def test_real_apstar_files_give_finite_labels(model_path, tmp_path):
 
 
 def test_store_and_files_agree_and_seeded(model_path, apstar_dir, tmp_path):
-    from apogee_net.store import ingest_apstar
+    from apogee_net.spectra.ingest import ingest_apstar
 
     store = tmp_path / "s.h5"
     ingest_apstar(apstar_dir, store, workers=0, progress=False)
@@ -173,7 +168,7 @@ def test_plan_and_errors(model_path, apstar_dir, tmp_path):
     assert [len(c["files"]) for c in plan] == [2, 2, 1]
     assert [f for c in plan for f in c["files"]] == [str(f) for f in files]
     data = read_chunk(plan[0], 8575)
-    assert data["flux"].shape == (2, 8575) and data["readable"].all()
+    assert data.flux.shape == (2, 8575) and data.readable.all()
     with pytest.raises(FileNotFoundError, match="no such input"):
         plan_chunks([tmp_path / "missing.fits"])
     # a model of another architecture, and one for another pixel grid

@@ -177,8 +177,8 @@ def test_import_predict_matches_reference_on_dr17_files(tmp_path, version):
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_published_uncertainty_matches_reference(tmp_path, version):
-    from apogee_net.predict import predict_catalog
-    from apogee_net.uncertainty import star_seed
+    from apogee_net.inference.predict import predict_catalog
+    from apogee_net.inference.uncertainty import star_seed
 
     paths = [shared_file("apogee", f) for f in FILES]
     state, model = _import(tmp_path, version, seed=3)
@@ -246,7 +246,7 @@ def test_wrong_layout_names_the_first_bad_key(tmp_path, capsys, edit, message):
 
 
 def test_version_two_weights_as_version_one_are_refused(tmp_path):
-    from apogee_net.published import import_model
+    from apogee_net.network.published import import_model
 
     torch.save(random_state(2), tmp_path / "peer.pt")
     with pytest.raises(ValueError, match="fc1.weight' has shape"):
@@ -254,7 +254,7 @@ def test_version_two_weights_as_version_one_are_refused(tmp_path):
 
 
 def test_photometry_rules_and_fetch_photometry_columns(tmp_path):
-    from apogee_net.photometry import PhotometryTable, fill_photometry, photometry_input
+    from apogee_net.network.photometry import PhotometryTable, fill_photometry, photometry_input
 
     raw = np.array([[1.0, 12.0, 13.0, 11.0, 10.0, 9.5, 9.0],
                     [np.nan, 98.0, 97.9, np.inf, -np.inf, 99.999, 9.0]])
@@ -279,7 +279,7 @@ def test_photometry_rules_and_fetch_photometry_columns(tmp_path):
 @pytest.mark.parametrize("version", [1, 2])
 def test_dr13_conventions_flux_and_sigma(version):
     """DR13 off-chip pixels (flux 0, error 1e10) and DR17 NaNs, against the reference rules."""
-    from apogee_net.published import PublishedPreprocess
+    from apogee_net.network.published import PublishedPreprocess
 
     rng = np.random.default_rng(0)
     flux = rng.uniform(100, 200, (2, 8575)).astype(np.float32)

@@ -8,10 +8,10 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.ndimage import maximum_filter1d
 
-from apogee_net.apstar import aspcap_pixels, read_apstar
 from apogee_net.cli import main
-from apogee_net.payne import evaluate, load_emulator
-from apogee_net.simulate import (
+from apogee_net.spectra.apstar import aspcap_pixels, read_apstar
+from apogee_net.spectra.emulator import evaluate, load_emulator
+from apogee_net.spectra.simulate import (
     ANALYTIC,
     H_ZERO_FLUX,
     FallbackWarning,

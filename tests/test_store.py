@@ -11,21 +11,13 @@ import pytest
 import torch
 from astropy.table import Table
 
-from apogee_net import store
-from apogee_net.apstar import read_apstar
 from apogee_net.cli import main
-from apogee_net.simulate import simulate_apstar
-from apogee_net.store import (
-    SpectraDataset,
-    StoreError,
-    StoreWriter,
-    collate_batch,
-    ingest_apstar,
-    join_labels,
-    open_store,
-    part_path,
-    store_info,
-)
+from apogee_net.spectra import store
+from apogee_net.spectra.apstar import read_apstar
+from apogee_net.spectra.dataset import SpectraDataset, collate_batch, join_labels
+from apogee_net.spectra.ingest import ingest_apstar
+from apogee_net.spectra.simulate import simulate_apstar
+from apogee_net.spectra.store import StoreError, StoreWriter, open_store, part_path, store_info
 from tests.conftest import shared_file
 
 NPIX = 50
@@ -271,7 +263,7 @@ def test_ingest_of_only_unreadable_files_fails_and_leaves_nothing(tmp_path):
 
 def test_folder_mixing_apstar_and_asstar_ingests_both(tmp_path, sim_dir):
     """LCO spectra (asStar, DR16+) are apStar-format files: the folder expander takes both."""
-    from apogee_net.store import expand_inputs
+    from apogee_net.spectra.inputs import expand_inputs
 
     folder = tmp_path / "mixed"
     (folder / "lco25m").mkdir(parents=True)

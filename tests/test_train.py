@@ -15,15 +15,9 @@ import pytest
 import torch
 from astropy.table import Table
 
-from apogee_net.model import APOGEENet
-from apogee_net.train import (
-    ArrayDataset,
-    TrainOptions,
-    fit,
-    read_log,
-    standardised_mse,
-)
-from yso_labels.checkpoint import read_checkpoint
+from apogee_net.network.model import APOGEENet
+from yso_labels.core.checkpoint import read_checkpoint
+from yso_labels.core.training import ArrayDataset, TrainOptions, fit, read_log, standardised_mse
 
 torch.set_num_threads(1)
 NPIX = 256
@@ -53,7 +47,7 @@ def toy_labels(n: int, seed: int) -> np.ndarray:
 
 
 def toy_sets(n_train=96, n_dev=32, seed=0):
-    from apogee_net.model import Standardiser
+    from yso_labels.core.scaling import Standardiser
 
     out = []
     for n, s in ((n_train, seed), (n_dev, seed + 1)):
@@ -65,7 +59,8 @@ def toy_sets(n_train=96, n_dev=32, seed=0):
 
 
 def per_pixel_prepare(train: ArrayDataset):
-    from apogee_net.model import Preprocess, Standardiser
+    from apogee_net.network.model import Preprocess
+    from yso_labels.core.scaling import Standardiser
 
     return Preprocess(Standardiser.fit(train.flux / np.median(train.flux, 1, keepdims=True)),
                       None, "median")
@@ -229,7 +224,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 # ----------------------------------------------------------------- store + label table
 def make_store(path: Path, n: int = 96, npix: int = 512, seed: int = 0) -> Table:
-    from apogee_net.store import StoreWriter
+    from apogee_net.spectra.store import StoreWriter
 
     labels = toy_labels(n, seed)
     flux, error = toy_spectra(labels, npix, 100, seed)
@@ -246,8 +241,8 @@ def make_store(path: Path, n: int = 96, npix: int = 512, seed: int = 0) -> Table
 
 def test_train_apogee_net_cli(tmp_path):
     from apogee_net.cli import main
-    from apogee_net.model import Standardiser
-    from apogee_net.train import train_apogee_net
+    from apogee_net.network.train import train_apogee_net
+    from yso_labels.core.scaling import Standardiser
 
     table = make_store(tmp_path / "s.h5")
     table.write(tmp_path / "labels.csv")

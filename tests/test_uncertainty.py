@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from apogee_net.model import APOGEENet, Preprocess, Standardiser
-from apogee_net.uncertainty import (
+from apogee_net.inference.uncertainty import (
     forward_realizations,
-    naive_perturbed_predict,
     perturbation_sigma,
     perturbed_predict,
 )
+from apogee_net.network.model import APOGEENet, Preprocess
+from apogee_net.testing.reference import naive_perturbed_predict
+from yso_labels.core.scaling import Standardiser
 
 torch.set_num_threads(1)
 NPIX = 256

@@ -12,11 +12,12 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table, vstack
 
-from apogee_net import ysomaps, ysos
 from apogee_net.cli import main as cli_main
+from apogee_net.yso import maps as ysomaps
+from apogee_net.yso import report as ysos_report
+from yso_labels.core.tables import read_meta, read_table
 from yso_labels.isochrones import interpolate, load_isochrones
 from yso_labels.regions import default_regions
-from yso_labels.tables import read_meta, read_table
 
 #: (region, number of YSOs, median age in Myr) of the synthetic clusters.
 CLUSTERS = (("ONC", 260, 1.5), ("Orion A", 160, 2.5), ("Orion B", 90, 1.2),
@@ -49,8 +50,8 @@ def _far_from_regions(rng, n, regions):
 
 
 def synthetic_catalogue(grid: Table, seed: int = 1, n_field: int = 1500) -> Table:
-    """A prediction catalogue (columns of ``apogee_net.predict``) plus ``disk`` (Class II or
-    III) and ``truth`` (cluster name, "field" or "impostor")."""
+    """A prediction catalogue (columns of ``apogee_net.inference.predict``) plus ``disk``
+    (Class II or III) and ``truth`` (cluster name, "field" or "impostor")."""
     rng = np.random.default_rng(seed)
     regions = default_regions()
     parts = []
@@ -108,7 +109,7 @@ def catalogue(grid, tmp_path_factory):
 
 def test_report_on_synthetic_sky(catalogue, grid, tmp_path):
     out = tmp_path / "report"
-    summary = ysos.report(catalogue, out, isochrones=grid)
+    summary = ysos_report.report(catalogue, out, isochrones=grid)
     cat = read_table(catalogue)
     for name in ("yso_kiel.png", "yso_sky.png", "yso_age_maps.png", "yso_logg_kde.png",
                  "yso_candidates.fits", "yso_summary.json", "yso_age_bins.csv",

@@ -11,10 +11,11 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from apogee_net import ysos
 from apogee_net.cli import main as cli_main
+from apogee_net.yso import report as ysos_report
+from apogee_net.yso import selection as ysos
+from yso_labels.core.tables import TableError, read_meta, read_table
 from yso_labels.regions import default_regions
-from yso_labels.tables import TableError, read_meta, read_table
 
 TRI = np.array([(2200.0, 4.4), (4500.0, 3.9), (3200.0, 1.7)])
 
@@ -206,15 +207,15 @@ def test_missing_columns_give_clear_errors(tmp_path, capsys):
     no_sky = _write(_catalogue([3300.0], [3.8])["apogee_id", "teff", "logg"],
                     tmp_path / "nosky.fits")
     with pytest.raises(TableError, match=r"missing column\(s\) ra, dec.*--no-sky"):
-        ysos.select_file(no_sky, tmp_path / "x.fits")
+        ysos_report.select_file(no_sky, tmp_path / "x.fits")
     assert cli_main(["ysos", "select", str(no_sky), "--out", str(tmp_path / "x.fits")]) == 1
     assert "ra, dec" in capsys.readouterr().err
-    summary = ysos.select_file(no_sky, tmp_path / "x.fits", sky=False)
+    summary = ysos_report.select_file(no_sky, tmp_path / "x.fits", sky=False)
     assert summary["n_candidates"] == 1 and "impostor_fraction" not in summary
     no_labels = _write(_catalogue([3300.0], [3.8])["apogee_id", "ra", "dec", "teff"],
                        tmp_path / "nolabels.fits")
     with pytest.raises(TableError, match=r"missing column\(s\) logg"):
-        ysos.read_catalogue(no_labels)
+        ysos_report.read_catalogue(no_labels)
     text = _catalogue([3300.0], [3.8])
     text["teff"] = ["hot"]
     with pytest.raises(TableError, match="teff must be numeric"):
@@ -224,7 +225,7 @@ def test_missing_columns_give_clear_errors(tmp_path, capsys):
 def test_zero_candidates_is_a_result(tmp_path):
     src = _write(_catalogue([5000.0, 5500.0], [4.5, 2.5], flags=np.zeros(2, np.int16)),
                  tmp_path / "pred.fits")
-    summary = ysos.select_file(src, tmp_path / "c.fits")
+    summary = ysos_report.select_file(src, tmp_path / "c.fits")
     assert summary["n_candidates"] == 0 and summary["impostor_fraction"] is None
     assert len(read_table(tmp_path / "c.fits")) == 0
     assert "zero YSO candidates" in " ".join(summary["notes"])
@@ -243,7 +244,7 @@ def test_report_with_positionless_candidates(tmp_path):
     ra = np.array([83.82, 83.9, np.nan, 200.0])
     dec = np.array([-5.39, -5.3, np.nan, 60.0])
     src = _write(_catalogue([3300.0] * 4, [3.7, 3.9, 3.8, 3.85], ra, dec), tmp_path / "p.fits")
-    summary = ysos.report(src, tmp_path / "rep")
+    summary = ysos_report.report(src, tmp_path / "rep")
     assert summary["n_candidates"] == 4 and summary["n_without_position"] == 1
     assert summary["impostor_fraction"] == pytest.approx(1 / 3)
     assert (tmp_path / "rep" / "yso_age_maps.png").exists()

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from astropy.table import Table
 
-from yso_labels.tables import atomic_path
+from yso_labels.core.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +157,8 @@ class QueryCache:
         path = self.path(key)
         if path is None:
             return
-        tmp, final = atomic_path(path)
-        try:
+        with atomic_write(path) as tmp:
             table.write(tmp, format="votable", overwrite=True)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ tables (Marrese et al. 2019, A&A 621, A144). Two routes:
     input ``epoch`` with its proper motion; 2MASS, AllWISE and g, r follow from that
     Gaia source's best neighbours. ``match_sep`` is that distance (arcsec).
 
-Output columns follow :data:`yso_labels.tables.PHOTOMETRY_COLUMNS` (magnitudes in mag,
+Output columns follow :data:`yso_labels.core.tables.PHOTOMETRY_COLUMNS` (magnitudes in mag,
 parallax in mas) plus ``*_error`` columns, ``source_id`` (−1 when none), ``match_sep``,
 ``match``, ``id_status`` and ``tmass_ph_qual``. A magnitude without an uncertainty (a 2MASS
 or AllWISE upper limit) or with a −9999-style null is NaN. The M-dwarf relations were
@@ -41,7 +41,7 @@ from yso_labels.catalog_cache import (
     QueryCache,
     with_retries,
 )
-from yso_labels.tables import TableError, provenance, read_table, write_table
+from yso_labels.core.tables import TableError, provenance, read_table, write_table
 
 log = logging.getLogger(__name__)
 

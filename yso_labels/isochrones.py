@@ -103,7 +103,7 @@ def _read_one(path: Path, mh: float) -> Table:
         raw, system = read_cmd(path)
         name = f"CMD {raw.meta.get('CMD_VERSION', '3.x')} {raw.meta.get('MODEL', 'PARSEC')}"
         return standardize(raw, name=name, source=str(path), mh=mh, cmd_system=system)
-    from yso_labels.tables import read_table
+    from yso_labels.core.tables import read_table
 
     raw = read_table(path, what="isochrone table")
     return standardize(raw, name=str(raw.meta.get("GRID", path.name)), source=str(path), mh=mh)

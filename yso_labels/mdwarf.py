@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, hstack
 
+from yso_labels.core.tables import duplicated
 from yso_labels.regions import in_excluded_field
-from yso_labels.tables import duplicated
 
 log = logging.getLogger(__name__)
 

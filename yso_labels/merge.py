@@ -17,7 +17,7 @@ import logging
 import numpy as np
 from astropy.table import Table, vstack
 
-from yso_labels.tables import SOURCES, check_columns, duplicated
+from yso_labels.core.tables import SOURCES, check_columns, duplicated
 
 log = logging.getLogger(__name__)
 

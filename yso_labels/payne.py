@@ -17,7 +17,7 @@ import os
 import numpy as np
 from astropy.table import Table
 
-from yso_labels.tables import TableError, duplicated, read_table
+from yso_labels.core.tables import TableError, duplicated, read_table
 
 log = logging.getLogger(__name__)
 

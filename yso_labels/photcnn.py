@@ -4,7 +4,7 @@ Three 1-D convolutional layers with max pooling over the standardised input vect
 (bands, then log10 r*, log L, distance modulus), then two fully connected layers,
 predicting (log age, mass, A_V, log Teff, log g). Trained on synthetic stars
 (:mod:`yso_labels.synthetic`) with a dev split and early stopping; the checkpoint
-(:mod:`yso_labels.checkpoint`) stores the standardisation, band list, training domain,
+(:mod:`yso_labels.core.checkpoint`) stores the standardisation, band list, training domain,
 grid provenance and seed. Prediction applies the same limit and reporting rules to real
 photometry and flags rows outside the synthetic training domain.
 """
@@ -23,11 +23,11 @@ import torch
 from astropy.table import Table
 from torch import nn
 
-from yso_labels.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.runtime import resolve_device, seed_everything
+from yso_labels.core.tables import TableError, read_meta, read_table
 from yso_labels.isochrones import BANDS
-from yso_labels.runtime import resolve_device, seed_everything
 from yso_labels.synthetic import LIMITS, REPORT_RULES, apply_limits, distance_modulus
-from yso_labels.tables import TableError, read_meta, read_table
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ def predict_photcnn(model_path, table, device: str = "auto", allow_missing: bool
 def run_predict(model_path, input, output, device: str = "auto",
                 allow_missing: bool = False) -> Path:
     """Predict on the table ``input`` and write ``output`` with provenance."""
-    from yso_labels.tables import provenance, write_table
+    from yso_labels.core.tables import provenance, write_table
 
     pred = predict_photcnn(model_path, input, device=device, allow_missing=allow_missing)
     meta = provenance("photcnn predict", {"model": str(model_path), "input": str(input),

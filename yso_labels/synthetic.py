@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 from astropy.table import Table
 
+from yso_labels.core.runtime import seed_everything
 from yso_labels.isochrones import (
     GridError,
     interpolate,
@@ -30,7 +31,6 @@ from yso_labels.isochrones import (
     mass_coverage,
     require_bands,
 )
-from yso_labels.runtime import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
 
     ``isochrones``: None (packaged grid), a path, or a list of CMD files to join.
     """
-    from yso_labels.tables import provenance, write_table
+    from yso_labels.core.tables import provenance, write_table
 
     grid = load_isochrones(isochrones, mh=mh)
     table = draw_population(n, seed, grid=grid, bands=bands, k_excess=k_excess)

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
-from yso_labels.runtime import DEVICES
-
-
-def _device(text: str) -> str:
-    if text in DEVICES or text.startswith("cuda:"):
-        return text
-    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+from yso_labels.cli import device_arg as _device
 
 
 def _cmd_train(args) -> None:
-    from apogee_net.train import train_apogee_net
+    from apogee_net.network.train import train_apogee_net
 
     result = train_apogee_net(
         args.store, args.labels, args.out, max_epochs=args.max_epochs,
@@ -26,7 +18,7 @@ def _cmd_train(args) -> None:
 
 
 def print_fit(result) -> None:
-    """One line on the best model of a :func:`apogee_net.train.fit` result."""
+    """One line on the best model of a :func:`yso_labels.core.training.fit` result."""
     if result.model_path is not None:
         print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
               f"{result.model_path}")
@@ -46,7 +38,7 @@ def add_arch_options(p, default: str | None = None) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from apogee_net.predict import predict_catalog
+    from apogee_net.inference.predict import predict_catalog
 
     path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
                            device=args.device, batch_size=args.batch_size, seed=args.seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apogee_net import simulate, store
+from apogee_net.spectra import ingest, simulate, store
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -18,7 +18,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    report = store.ingest_apstar(args.inputs, args.out, workers=args.workers,
+    report = ingest.ingest_apstar(args.inputs, args.out, workers=args.workers,
                                  progress=not args.no_progress, batch_size=args.batch_size,
                                  compression=None if args.compression == "none"
                                  else args.compression)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from yso_labels.runtime import DEVICES
-
-
-def _device(text: str) -> str:
-    if text in DEVICES or text.startswith("cuda:"):
-        return text
-    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+from yso_labels.cli import device_arg as _device
 
 
 def _standard(text: str):

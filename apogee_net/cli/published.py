@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def _cmd_import(args) -> None:
-    from apogee_net.published import import_model
+    from apogee_net.network.published import import_model
 
     path = import_model(args.peer, args.arch, args.out)
     print(f"wrote {path} ({args.arch}, published preprocessing); run it with "
@@ -13,7 +13,7 @@ def _cmd_import(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from apogee_net.published import export_model
+    from apogee_net.network.published import export_model
 
     print(f"wrote {export_model(args.model, args.out)}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def _cmd_adapt(args) -> None:
-    from apogee_net.adapt import adapt
+    from apogee_net.network.adapt import adapt
 
     log = adapt(args.run, args.out, fraction=args.fraction, seed=args.seed, store=args.store,
                 labels=args.labels, max_rounds=args.max_rounds,
@@ -17,7 +17,7 @@ def _cmd_adapt(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from apogee_net.evalreport import evaluate_model, format_report
+    from apogee_net.evaluation.report import evaluate_model, format_report
 
     summary = evaluate_model(args.model, args.store, args.labels, args.out,
                              realizations=args.realizations, seed=args.seed, device=args.device,

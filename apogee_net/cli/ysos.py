@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from apogee_net import ysos
+from apogee_net.yso import report as ysos_report
+from apogee_net.yso import selection as ysos
 
 
 def _vertex(text: str) -> tuple[float, float]:
@@ -42,14 +43,14 @@ def _cuts(args) -> dict:
 
 
 def _cmd_select(args) -> None:
-    summary = ysos.select_file(args.catalog, args.out, **_cuts(args))
+    summary = ysos_report.select_file(args.catalog, args.out, **_cuts(args))
     print(f"{summary['message']}; wrote {summary['candidates']}")
     for note in summary["notes"]:
         print(f"note: {note}")
 
 
 def _cmd_report(args) -> None:
-    summary = ysos.report(args.catalog, args.out, group_column=args.group_column,
+    summary = ysos_report.report(args.catalog, args.out, group_column=args.group_column,
                           isochrones=args.isochrones, kde_bandwidth=args.kde_bandwidth,
                           **_cuts(args))
     print(summary["message"])

@@ -12,8 +12,9 @@ One module per concept, in the order data flows:
 - :mod:`~apogee_net.lamost.model`, :mod:`~apogee_net.lamost.losses`,
   :mod:`~apogee_net.lamost.mc`: network, robust loss, MC-dropout inference.
 - :mod:`~apogee_net.lamost.training`, :mod:`~apogee_net.lamost.predict`: label tables,
-  training and catalogues on the shared :mod:`apogee_net.train` / :mod:`apogee_net.predict`.
-- :mod:`~apogee_net.lamost.simulate`: a documented toy generator of LAMOST-like spectra.
+  training and catalogues on the shared :mod:`yso_labels.core.training` /
+  :mod:`apogee_net.inference.predict`.
+- :mod:`~apogee_net.testing.lamost_spectra`: a documented toy generator of LAMOST-like spectra.
 
 Command line: ``apogee-net lamost ingest|labels|train|predict``.
 """

@@ -4,7 +4,7 @@ Each file is read (:func:`apogee_net.lamost.io.read_lamost`, both layouts, gzip 
 prepared (:func:`apogee_net.lamost.preprocess.prepare_spectrum`: cosmic rays
 (:mod:`apogee_net.lamost.cosmics`), rest frame,
 4000–8500 Å at 1 Å, Gaussian-smoothing continuum with L = 50 Å) in worker processes, and
-appended to a store of kind ``"lamost"`` (:class:`apogee_net.store.StoreWriter`: resumable,
+appended to a store of kind ``"lamost"`` (:class:`apogee_net.spectra.store.StoreWriter`: resumable,
 renamed into place when complete). Store conventions for LAMOST:
 
 * ``flux``: continuum-normalised flux f/cont; NaN where the normalised ivar is 0;
@@ -37,8 +37,9 @@ from apogee_net.lamost.preprocess import (
     lamost_grid,
     prepare_spectrum,
 )
-from apogee_net.store import StoreWriter, fill_store, open_store, parallel_map, part_path
-from yso_labels.tables import provenance
+from apogee_net.spectra.ingest import fill_store, parallel_map
+from apogee_net.spectra.store import StoreWriter, open_store, part_path
+from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
 

@@ -80,9 +80,9 @@ def log_linear_wavelength(coeff0: float, coeff1: float, npix: int) -> np.ndarray
 
 def find_lamost_files(paths) -> list[Path]:
     """Expand files, directories (searched recursively) and globs to the sorted list of
-    ``*.fits``/``*.fits.gz`` files (:func:`apogee_net.store.expand_inputs`);
+    ``*.fits``/``*.fits.gz`` files (:func:`apogee_net.spectra.inputs.expand_inputs`);
     ``FileNotFoundError`` naming an input that matches nothing."""
-    from apogee_net.store import expand_inputs
+    from apogee_net.spectra.inputs import expand_inputs
 
     return expand_inputs(paths, prefix="", suffixes=FITS_SUFFIXES, what="LAMOST FITS")
 

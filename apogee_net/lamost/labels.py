@@ -24,7 +24,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from yso_labels.tables import TableError, check_columns
+from yso_labels.core.tables import TableError, check_columns
 
 log = logging.getLogger(__name__)
 

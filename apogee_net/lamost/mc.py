@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from apogee_net.inference.uncertainty import forward_realizations
 from apogee_net.lamost.model import MCDropout, split_output
-from apogee_net.uncertainty import forward_realizations
 
 __all__ = ["mc_dropout", "MCResult", "combine_passes", "mc_passes", "mc_predict",
            "default_max_rows"]
@@ -90,8 +90,8 @@ def mc_passes(model: torch.nn.Module, x: torch.Tensor, passes: int = DEFAULT_PAS
     (passes, n, n_labels), with dropout on. Each star is repeated ``passes`` times and the
     rows go through the network in forward calls of at most ``max_rows`` rows (default
     :func:`default_max_rows` of ``x``'s device), by the same batched loop as the APOGEE Net
-    perturbations (:func:`apogee_net.uncertainty.forward_realizations`); every row draws its
-    own dropout mask."""
+    perturbations (:func:`apogee_net.inference.uncertainty.forward_realizations`); every
+    row draws its own dropout mask."""
     if passes < 1:
         raise ValueError(f"passes must be ≥ 1, got {passes}")
     max_rows = default_max_rows(x.device) if max_rows is None else int(max_rows)

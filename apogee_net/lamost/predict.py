@@ -2,7 +2,7 @@
 
 Inputs are LAMOST stores (``.h5``) or LAMOST FITS files/directories (prepared on the fly as
 in :mod:`apogee_net.lamost.ingest`). Chunking, resumable parts and the final atomic write
-are the shared machinery of :func:`apogee_net.predict.stream_predict`.
+are the shared machinery of :func:`apogee_net.inference.predict.stream_predict`.
 
 For every spectrum: T MC-dropout passes (100 by default, Li et al.), the mean as the label,
 and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, FACTS §6).
@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from astropy.table import Table
 
+from apogee_net.inference.chunks import SpectraChunk, plan_chunks, read_chunk
+from apogee_net.inference.predict import FLAGS as APOGEE_FLAGS
+from apogee_net.inference.predict import (
+    add_provenance_columns,
+    load_model,
+    quality_flags,
+    stream_predict,
+)
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
-from apogee_net.predict import FLAGS as APOGEE_FLAGS
-from apogee_net.predict import (
-    add_provenance_columns,
-    load_model,
-    plan_chunks,
-    quality_flags,
-    read_chunk,
-    stream_predict,
-)
-from yso_labels.runtime import resolve_device
-from yso_labels.tables import provenance
+from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.runtime import resolve_device
+from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
 
@@ -47,45 +46,34 @@ FLAGS = {**APOGEE_FLAGS,
                           "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
 
 
-def read_lamost_chunk(files: list[str], npix: int) -> dict[str, Any]:
+def read_lamost_chunk(files: list[str], npix: int) -> SpectraChunk:
     """Prepare LAMOST FITS files on the fly; unusable files become rows with ``readable``
     False (their reason is logged)."""
     from apogee_net.lamost.ingest import prepare_file
 
-    n = len(files)
-    out = {"flux": np.full((n, npix), np.nan, np.float32),
-           "error": np.full((n, npix), np.nan, np.float32), "apogee_id": [],
-           "ra": np.full(n, np.nan), "dec": np.full(n, np.nan), "snr": np.full(n, np.nan),
-           "readable": np.zeros(n, bool), "telescope": ["lamost"] * n,
-           "file": [str(f) for f in files]}
+    out = SpectraChunk.empty(len(files), npix, telescope="lamost", files=files)
     for i, path in enumerate(files):
         _, row, reason = prepare_file(path)
         if row is None:
             log.warning("lamost predict: %s", reason)
-            out["apogee_id"].append(Path(path).name.split(".")[0])
+            out.spec_id[i] = Path(path).name.split(".")[0]
             continue
         flux, error, _, spec_id, snr, ra, dec = row
-        if flux.size != npix:
-            raise ValueError(f"{path}: {flux.size} pixels, the model expects {npix}")
-        out["flux"][i], out["error"][i] = flux, error
-        out["apogee_id"].append(spec_id)
-        out["ra"][i], out["dec"][i], out["snr"][i] = ra, dec, snr
-        out["readable"][i] = True
+        out.put(i, path, flux, error, spec_id, ra, dec, snr)
     return out
 
 
-def predict_arrays(lm, data: dict[str, Any], passes: int = DEFAULT_PASSES, seed: int = 0,
+def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: int = 0,
                    offset: int = 0, batch_size: int = 128) -> Table:
-    """Catalogue rows for the spectra ``data`` (dict of :func:`read_lamost_chunk` /
-    :func:`apogee_net.predict.read_chunk`). The dropout masks of a chunk come from a torch
-    generator seeded by (``seed``, ``offset``), so a resumed run repeats the same numbers."""
-    from apogee_net.model import valid_pixels
-
-    flux, error = data["flux"], data["error"]
+    """Catalogue rows for the spectra ``data`` (:func:`read_lamost_chunk`, or
+    :func:`apogee_net.inference.chunks.read_chunk` for a store). The dropout masks of a chunk
+    come from a torch generator seeded by (``seed``, ``offset``), so a resumed run repeats
+    the same numbers."""
+    flux, error = data.flux, data.error
     n, k = len(flux), len(lm.label_names)
     valid = valid_pixels(flux, error)
     nvalid = valid.sum(axis=1)
-    usable = np.asarray(data["readable"], bool) & (nvalid > 0)
+    usable = np.asarray(data.readable, bool) & (nvalid > 0)
     mean = np.full((n, k), np.nan)
     var_model = np.full((n, k), np.nan)
     var_pred = np.full((n, k), np.nan)
@@ -100,13 +88,13 @@ def predict_arrays(lm, data: dict[str, Any], passes: int = DEFAULT_PASSES, seed:
         scaler = lm.preprocess.label_scaler
         res = mc_predict(lm.model, x, passes, scaler.mean, scaler.std, max_rows=batch_size)
         mean[sel], var_model[sel], var_pred[sel] = res.mean, res.var_model, res.var_pred
-    snr = np.asarray(data["snr"], float)
+    snr = np.asarray(data.snr, float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
     flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
-    table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
-    table["ra"], table["dec"] = np.asarray(data["ra"], float), np.asarray(data["dec"], float)
+    table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
+    table["ra"], table["dec"] = np.asarray(data.ra, float), np.asarray(data.dec, float)
     sigma = np.sqrt(var_model + var_pred)
     for j, name in enumerate(lm.label_names):
         table[name] = mean[:, j]

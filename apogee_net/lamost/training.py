@@ -7,10 +7,10 @@
   of one APOGEE star share a split), stratified in 0.1-dex [Fe/H] bins, and add the §2.2.2
   [Fe/H] weights built on the training split.
 * :func:`train_lamost` (``apogee-net lamost train``): joins the label table with the store
-  (:func:`apogee_net.store.join_labels`) and trains :class:`~.model.BayesianCNN` with
-  :func:`apogee_net.train.fit` and the robust loss (:func:`~.losses.robust_loss`): NaN labels
-  are left out per label, label uncertainties enter the loss, the table's ``weight`` column
-  weights each star (the loop's weighted mean Σwᵢlᵢ/Σwᵢ).
+  (:func:`apogee_net.spectra.dataset.join_labels`) and trains :class:`~.model.BayesianCNN` with
+  :func:`yso_labels.core.training.fit` and the robust loss (:func:`~.losses.robust_loss`):
+  NaN labels are left out per label, label uncertainties enter the loss, the table's
+  ``weight`` column weights each star (the loop's weighted mean Σwᵢlᵢ/Σwᵢ).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from apogee_net.lamost.labels import (
     treat_labels,
     weight_table,
 )
-from yso_labels.runtime import seed_everything
-from yso_labels.tables import provenance, read_table, write_table
+from yso_labels.core.runtime import seed_everything
+from yso_labels.core.tables import provenance, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     ``match_sep``, the 14 labels and ``_err``, ``n_labels``, ``core_complete``, ``weight``,
     ``split``, ``source``.
     """
-    from apogee_net.store import store_table
+    from apogee_net.spectra.store import store_table
 
     apogee = allstar if isinstance(allstar, Table) else read_table(
         allstar, required=[apogee_key], what="APOGEE allStar table")
@@ -175,8 +175,8 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
 
 # --------------------------------------------------------------------------- training
 class LamostPrepare:
-    """``prepare`` step of :func:`apogee_net.train.fit`: the network input from the shared
-    :class:`apogee_net.model.Preprocess` (per-pixel standardised normalised flux, pixels
+    """``prepare`` step of :func:`yso_labels.core.training.fit`: the network input from the shared
+    :class:`apogee_net.network.model.Preprocess` (per-pixel standardised normalised flux, pixels
     without data 0), and from ``target`` = [labels | label σ] (n, 2k) the standardised
     ``y`` and ``y_err`` (σ / label scale)."""
 
@@ -227,12 +227,15 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``. Stars with no
     label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
     loss), ``last.pt`` (resume) and ``train_log.csv``; returns the
-    :class:`apogee_net.train.FitResult`.
+    :class:`apogee_net.network.train.FitResult`.
     """
     from apogee_net.lamost.model import BayesianCNN
-    from apogee_net.model import Preprocess, Standardiser
-    from apogee_net.store import SpectraDataset, join_labels, open_store
-    from apogee_net.train import TrainOptions, fit, fit_flux_scaler
+    from apogee_net.network.model import Preprocess
+    from apogee_net.network.train import fit_flux_scaler
+    from apogee_net.spectra.dataset import SpectraDataset, join_labels
+    from apogee_net.spectra.store import open_store
+    from yso_labels.core.scaling import Standardiser
+    from yso_labels.core.training import TrainOptions, fit
 
     columns = [*LABELS, *ERR_COLUMNS]
     table = labels if isinstance(labels, Table) else read_table(labels, what="label table")

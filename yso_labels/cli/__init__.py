@@ -51,6 +51,15 @@ def build_parser(prog: str, description: str, modules: Sequence[str]) -> argpars
     return parser
 
 
+def device_arg(text: str) -> str:
+    """argparse type of every ``--device`` option: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    from yso_labels.core.runtime import DEVICES
+
+    if text in DEVICES or text.startswith("cuda:"):
+        return text
+    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv``, call the chosen subcommand, map expected errors to exit codes."""
     args = parser.parse_args(argv)

@@ -8,10 +8,10 @@ import os
 from astropy.table import Table
 
 from yso_labels.cli import CLIError
+from yso_labels.core.tables import provenance, read_table, write_table
 from yso_labels.mdwarf import COEFFICIENTS, coefficient_set, mdwarf_table
 from yso_labels.merge import merge_labels
 from yso_labels.payne import payne_labels, read_payne
-from yso_labels.tables import provenance, read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -4,18 +4,19 @@ peer pipelines' preprocessing (``preprocess = "published"``).
 Published layouts (peer code: SDSS astra ``astra/contrib/apogeenet/model.py``; Olney et al.
 2020 Appendix B; Sprague et al. 2022 §3): ``conv1``…``conv12`` (``Conv1d``, kernel 3,
 padding 1), ``fc1``, ``fc2``, ``fc3``; version II adds ``metadata.l1``…``metadata.l5`` and
-its ``fc1`` takes 8512 + 64 inputs. The toolkit's :class:`apogee_net.model.APOGEENet` names
+its ``fc1`` takes 8512 + 64 inputs. The toolkit's :class:`apogee_net.network.model.APOGEENet` names
 the convolutions ``convs.0``…``convs.11``; :func:`to_toolkit_state` and
 :func:`to_published_state` rename, and check every key and shape.
 
 Preprocessing of the peer pipelines, reproduced by :class:`PublishedPreprocess`:
 
-- Spectrum: apStar HDU1/HDU2 row 0 as stored (:func:`read_raw_apstar`), ``nan_to_num``, no
-  normalisation. Version I (astra): pixels with non-finite flux or error, or error ≥ 1e10,
-  take the spectrum's median flux (over the other pixels).
+- Spectrum: apStar HDU1/HDU2 row 0 as stored
+  (:func:`apogee_net.spectra.apstar.read_raw_apstar`), ``nan_to_num``, no normalisation.
+  Version I (astra): pixels with non-finite flux or error, or error ≥ 1e10, take the
+  spectrum's median flux (over the other pixels).
 - Outputs: ``z · σ + μ`` with the published constants (:data:`LABEL_MEAN`,
   :data:`LABEL_STD`); version II predicts log10 Teff, reported here as 10^x in K.
-- Version II photometry: :mod:`apogee_net.photometry` (fill ≥ 98 / non-finite, z-score).
+- Version II photometry: :mod:`apogee_net.network.photometry` (fill ≥ 98 / non-finite, z-score).
 - Uncertainty (astra and ApogeeNet2 ``pipeline.py``): σ = ``nan_to_num(error)``; where
   σ == 1e10, σ = flux (version II); σ capped at 5 × the median of σ over all pixels; draws
   ``flux + N(0, 1) · σ``. Version I keeps draw 0 noiseless and reports the mean and the
@@ -33,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apogee_net.apogeenet2 import APOGEENet2, LogLabels, join_photometry
-from apogee_net.model import APSTAR_NPIX, LABEL_NAMES, APOGEENet, Standardiser
-from apogee_net.uncertainty import default_chunk_rows, forward_realizations, star_seed
-from yso_labels.checkpoint import save_checkpoint
+from apogee_net.inference.uncertainty import default_chunk_rows, forward_realizations, star_seed
+from apogee_net.network.apogeenet2 import APOGEENet2, LogLabels, join_photometry
+from apogee_net.network.model import APSTAR_NPIX, LABEL_NAMES, APOGEENet, Preprocess
+from yso_labels.core.checkpoint import save_checkpoint
+from yso_labels.core.scaling import Standardiser
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ def build_model(arch: str) -> APOGEENet:
 
 class PublishedPreprocess:
     """The peer pipelines' preprocessing and output constants (module docstring), with the
-    interface of :class:`apogee_net.model.Preprocess` (``inputs``, ``labels``, ``__call__``,
+    interface of :class:`apogee_net.network.model.Preprocess` (``inputs``, ``labels``, ``__call__``,
     ``to_meta``) plus :meth:`perturbed_predict` (the peers' uncertainty procedure)."""
 
     kind = "published"
@@ -214,7 +216,7 @@ class PublishedPreprocess:
                           ) -> tuple[np.ndarray, np.ndarray]:
         """Labels and σ (physical units, ``(n, 3)`` each) by the peers' procedure (module
         docstring), batched over stars × draws. The draws of star *i* come from a generator
-        seeded by ``(seed, keys[i])`` (:func:`apogee_net.uncertainty.star_seed`)."""
+        seeded by ``(seed, keys[i])`` (:func:`apogee_net.inference.uncertainty.star_seed`)."""
         device = next(model.parameters()).device
         flux = torch.as_tensor(np.asarray(flux, dtype=np.float32), device=device)
         error = torch.as_tensor(np.asarray(error, dtype=np.float32), device=device)
@@ -256,48 +258,21 @@ class PublishedPreprocess:
 
 
 def preprocess_from_meta(meta: dict):
-    """The preprocessing object a checkpoint's meta names (``preprocess`` key)."""
+    """The preprocessing object a checkpoint's meta names (``preprocess`` key: ``standard``,
+    the default, :class:`~apogee_net.network.model.Preprocess`; ``published``;
+    ``apogeenet2``)."""
     kind = meta.get("preprocess", "standard")
+    if kind == "standard":
+        return Preprocess.from_meta(meta)
     if kind == "published":
         return PublishedPreprocess.from_meta(meta)
     if kind == "apogeenet2":
-        from apogee_net.apogeenet2 import PhotPreprocess
+        from apogee_net.network.apogeenet2 import PhotPreprocess
 
         return PhotPreprocess.from_meta(meta)
     raise ValueError(f"unknown preprocessing {kind!r} in the model checkpoint")
 
 
-# --------------------------------------------------------------------------- raw spectra
-def read_raw_apstar(path: str | os.PathLike, visit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """apStar HDU1/HDU2 row of ``visit`` (0: the combined row 0; see
-    :func:`apogee_net.apstar.visit_rows`) as stored (float32, NaN/1e10 left as they are), as
-    the peer pipelines read them."""
-    from astropy.io import fits
-
-    from apogee_net.apstar import visit_rows
-
-    with fits.open(path, memmap=False) as hdul:
-        flux, error = hdul[1].data, hdul[2].data
-        if flux.ndim != 1:
-            nvisits = int(hdul[0].header.get("NVISITS", 1) or 1)
-            row = 0 if visit == 0 else visit_rows(nvisits, flux.shape[0])[visit - 1]
-            flux, error = flux[row], error[row]
-        return np.asarray(flux, np.float32).copy(), np.asarray(error, np.float32).copy()
-
-
-def raw_spectra(data: dict, chunk: dict) -> dict:
-    """Replace the flux and error of the readable files of a :func:`apogee_net.predict.
-    read_chunk` result by their rows as stored (stores keep what ingest stored)."""
-    if "files" not in chunk:
-        return data
-    for i, entry in enumerate(chunk["files"]):
-        path, visit = (entry, 0) if isinstance(entry, str) else (entry[0], int(entry[1]))
-        if data["readable"][i]:
-            data["flux"][i], data["error"][i] = read_raw_apstar(path, visit)
-    return data
-
-
-# --------------------------------------------------------------------------- import / export
 def _load_state(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -318,7 +293,7 @@ def _load_state(path: Path) -> dict:
 def import_model(peer: str | os.PathLike, arch: str, out: str | os.PathLike) -> Path:
     """Turn a published state dict ``peer`` (``torch.save(model.state_dict())``) into a
     toolkit checkpoint ``out`` with ``preprocess = "published"``; returns ``out``."""
-    from yso_labels.tables import provenance
+    from yso_labels.core.tables import provenance
 
     peer = Path(peer)
     state = to_toolkit_state(_load_state(peer), arch, str(peer))
@@ -343,8 +318,8 @@ def export_model(model_path: str | os.PathLike, out: str | os.PathLike) -> Path:
     ``out`` (atomic). The published pipelines apply their own preprocessing and output
     constants: only a model trained with them (an imported one, or one adapted from it)
     gives the published numbers there; otherwise a warning says so."""
-    from yso_labels.checkpoint import load_checkpoint
-    from yso_labels.tables import atomic_path
+    from yso_labels.core.atomic import atomic_write
+    from yso_labels.core.checkpoint import load_checkpoint
 
     model, ckpt = load_checkpoint(model_path, expect=APOGEENet)
     arch = "apogeenet2" if isinstance(model, APOGEENet2) else "apogeenet1"
@@ -353,11 +328,7 @@ def export_model(model_path: str | os.PathLike, out: str | os.PathLike) -> Path:
         log.warning("%s was trained with the toolkit's preprocessing (flux scaling, label "
                     "standardisation); the peer pipelines will feed it raw flux and apply "
                     "the published output constants", model_path)
-    tmp, final = atomic_path(out)
-    try:
+    with atomic_write(out) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    final = Path(out)
     return final

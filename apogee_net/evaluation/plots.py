@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from apogee_net.ysomaps import save_figure
+from yso_labels.core.figures import save_figure
 
 #: Axis titles and units per label name.
 LABEL_AXES = {"logg": "log g [dex]", "teff": r"$T_{\rm eff}$ [K]", "fe_h": "[Fe/H] [dex]"}

@@ -11,7 +11,7 @@
   before and after scaling (a Gaussian gives 0.683 and 0.954).
 
 All functions take arrays or astropy Tables and return Tables; figures live in
-:mod:`apogee_net.evalplots`.
+:mod:`apogee_net.evaluation.plots`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from apogee_net.model import Preprocess, valid_pixels
+from apogee_net.network.model import Preprocess
+from apogee_net.spectra.pixels import valid_pixels
 
 #: σ per pixel is capped at this multiple of the spectrum's mean error (paper §3.5).
 ERROR_CAP = 5.0
@@ -105,7 +106,7 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
     where no data); ``preprocess``: the checkpoint's input and label standardisation;
     ``keys``: per-star integers for the noise seeds (default ``0…n−1``).
     ``n_realizations = 0``: the plain prediction and NaN uncertainties. ``photometry``:
-    ``(n, 7)`` raw inputs of an APOGEE Net II model (:mod:`apogee_net.apogeenet2`), the
+    ``(n, 7)`` raw inputs of an APOGEE Net II model (:mod:`apogee_net.network.apogeenet2`), the
     same for every realization.
     """
     device = next(model.parameters()).device
@@ -146,27 +147,3 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
 
     z = forward_realizations(model, make_inputs, n, n_realizations, chunk_rows)
     return summarise(preprocess.labels(z.double()))
-
-
-def naive_perturbed_predict(model, flux, error, preprocess: Preprocess,
-                            n_realizations: int = N_REALIZATIONS, seed: int = 0,
-                            cap: float = ERROR_CAP) -> tuple[np.ndarray, np.ndarray]:
-    """Reference implementation, one realization of one star per forward pass (for tests
-    and the benchmark); same noise as :func:`perturbed_predict`."""
-    device = next(model.parameters()).device
-    model.eval()
-    means, stds = [], []
-    with torch.inference_mode():
-        for i in range(len(flux)):
-            f = torch.as_tensor(np.asarray(flux[i:i + 1], np.float32), device=device)
-            e = torch.as_tensor(np.asarray(error[i:i + 1], np.float32), device=device)
-            sigma = perturbation_sigma(e, valid_pixels(f, e), cap)
-            gen = torch.Generator(device=device).manual_seed(star_seed(seed, i))
-            noise = torch.empty((n_realizations, f.shape[1]), device=device).normal_(
-                generator=gen)
-            outs = [model(preprocess.inputs(f + noise[r] * sigma, e))
-                    for r in range(n_realizations)]
-            m, s = summarise(preprocess.labels(torch.cat(outs)[None].double()))
-            means.append(m[0])
-            stds.append(s[0])
-    return np.array(means), np.array(stds)

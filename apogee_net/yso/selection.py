@@ -1,26 +1,23 @@
 """YSO science products of APOGEE Net (Olney et al. 2020 §4): selection in the (Teff, log g)
 plane, log g as an age proxy, star-forming region matching and impostors.
 
-Science functions take arrays or astropy Tables and return arrays or Tables; file reading and
-writing is kept to :func:`read_catalogue`, :func:`select_file` and :func:`report`. Units:
+Science functions take arrays or astropy Tables and return arrays or Tables; reading and
+writing files is in :mod:`apogee_net.yso.report`, the figures in :mod:`apogee_net.yso.maps`. Units:
 ``teff`` in K, ``logg`` in dex (cgs), ``ra``/``dec`` in degrees (ICRS).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
+from yso_labels.core.tables import TableError, check_columns, read_table
 from yso_labels.regions import default_regions, nearest_region
-from yso_labels.tables import TableError, atomic_path, check_columns, provenance, read_table
-from yso_labels.tables import write_table as _write_table
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ AGE_BINS: tuple[dict, ...] = (
      "age_min_myr": 5.0, "age_max_myr": math.nan, "age_range": ">~5 Myr"},
 )
 
-#: Columns read from a prediction catalogue (``apogee_net.predict``).
+#: Columns read from a prediction catalogue (``apogee_net.inference.predict``).
 LABEL_REQUIRED = ("teff", "logg")
 SKY_REQUIRED = ("ra", "dec")
 #: ``bad_flags`` default: reject a star when any bit of ``flags`` is set.
@@ -128,7 +125,7 @@ def quality_cuts(table: Table, *, max_teff_err: float | None = None,
     (Olney et al. 2020 Fig. 5 used 100 K and 0.1 dex for their valid sample);
     ``min_snr``: reject lower SNR; ``bad_flags``: reject stars with any of these bits of
     ``flags`` set (default every bit, as the paper removed SNR ~ 0 and unphysical results;
-    bits of ``apogee_net.predict.FLAGS``: 1 LOW_SNR, 2 BAD_PIXELS, 4 OUT_OF_RANGE,
+    bits of ``apogee_net.inference.predict.FLAGS``: 1 LOW_SNR, 2 BAD_PIXELS, 4 OUT_OF_RANGE,
     8 UNREADABLE; 0 keeps flagged stars). ``None`` switches a cut off.
     """
     cuts: dict[str, np.ndarray] = {}
@@ -196,7 +193,7 @@ def age_bins(table: Table, bins: Sequence[dict] | Table | None = None) -> Table:
     return out
 
 
-def _region_table(regions: Table | str | os.PathLike | None) -> Table:
+def region_table(regions: Table | str | os.PathLike | None) -> Table:
     if regions is None:
         return default_regions()
     if isinstance(regions, Table):
@@ -214,7 +211,7 @@ def match_regions(table: Table, regions: Table | str | os.PathLike | None = None
     """Copy of ``table`` with the nearest star-forming region (``region``, ``region_complex``,
     ``region_sep_deg`` in deg; nearest in units of the region radius) and ``impostor``: True
     when a star with a finite position lies outside every region (Olney et al. 2020 §4.1)."""
-    regions = _region_table(regions)
+    regions = region_table(regions)
     check_columns(table, SKY_REQUIRED, "catalogue (sky positions are needed to match regions)")
     ra, dec = _floats(table, "ra"), _floats(table, "dec")
     names, sep, inside = nearest_region(ra, dec, regions)
@@ -266,7 +263,7 @@ def summarize(selected: Table, cands: Table, *,
             "logg_min": _json_float(row["logg_min"]), "logg_max": _json_float(row["logg_max"]),
             "n": int(np.sum(np.asarray(cands["age_bin"]) == row["age_bin"]))})
     if "impostor" in cands.colnames:
-        regions = _region_table(regions)
+        regions = region_table(regions)
         imp = np.asarray(cands["impostor"], bool)
         member = np.asarray(cands["region"]).astype(str)
         summary["regions"] = [
@@ -290,128 +287,3 @@ def summarize(selected: Table, cands: Table, *,
 def _json_float(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def read_catalogue(path: str | os.PathLike, sky: bool = True) -> Table:
-    """A prediction catalogue with at least ``teff`` (K) and ``logg`` (dex), and ``ra``,
-    ``dec`` (deg) when ``sky``; upper-case column names are accepted. TableError otherwise."""
-    table = read_table(path, what="prediction catalogue")
-    lower = {c.lower(): c for c in table.colnames}
-    for name in (*LABEL_REQUIRED, *SKY_REQUIRED, "teff_err", "logg_err", "snr", "flags"):
-        if name not in table.colnames and name in lower:
-            table.rename_column(lower[name], name)
-    where = f"prediction catalogue {path}"
-    missing = [c for c in LABEL_REQUIRED if c not in table.colnames]
-    if missing:
-        raise TableError(f"{where}: missing column(s) {', '.join(missing)}; the YSO selection "
-                         f"needs teff (K) and logg (dex); it has {', '.join(table.colnames)}")
-    missing = [c for c in SKY_REQUIRED if c not in table.colnames]
-    if sky and missing:
-        raise TableError(f"{where}: missing column(s) {', '.join(missing)}; sky positions "
-                         "(deg) are needed for region matching, impostor flags and sky maps "
-                         "(use --no-sky to select without them)")
-    return table
-
-
-def _provenance(step: str, catalog, options: dict, upstream: dict) -> dict:
-    meta = provenance(step, options, catalog=str(catalog),
-                      ysosel="Olney et al. 2020 Sec. 4.1 (triangle), Sec. 4.2 (age bins)")
-    for key, new in (("STEP", "CATSTEP"), ("OPTIONS", "CATOPTS"), ("VERSION", "CATVERS"),
-                     ("DATE", "CATDATE")):  # keep the catalogue's own record
-        if key in upstream:
-            meta[new] = upstream[key]
-    return meta
-
-
-def _run(catalog, *, vertices, max_teff_err, max_logg_err, min_snr, bad_flags, regions,
-         sky) -> tuple[Table, Table, dict, dict]:
-    table = read_catalogue(catalog, sky=sky)
-    upstream = {k: v for k, v in table.meta.items() if isinstance(v, (str, int, float))}
-    options = {"vertices": check_vertices(vertices).tolist(), "max_teff_err": max_teff_err,
-               "max_logg_err": max_logg_err, "min_snr": min_snr, "bad_flags": bad_flags,
-               "regions": "packaged" if regions is None else str(regions) if not
-               isinstance(regions, Table) else "user table", "sky": sky}
-    selected = select(table, vertices=vertices, max_teff_err=max_teff_err,
-                      max_logg_err=max_logg_err, min_snr=min_snr, bad_flags=bad_flags)
-    cands = candidates(selected, regions=regions, sky=sky)
-    summary = {"catalogue": str(catalog), **summarize(selected, cands, regions=regions),
-               "options": options}
-    cands.meta = {k: v for k, v in cands.meta.items() if k != "yso_notes"}
-    return selected, cands, summary, _provenance("ysos", catalog, options, upstream)
-
-
-def _message(summary: dict) -> str:
-    n = summary["n_candidates"]
-    text = (f"{n} YSO candidate{'' if n == 1 else 's'} among {summary['n_catalogue']} stars "
-            f"({summary['n_in_yso_region']} in the (Teff, log g) region)")
-    if summary.get("impostor_fraction") is not None:
-        text += (f"; {summary['n_impostors']} impostors outside every star-forming region "
-                 f"(fraction {summary['impostor_fraction']:.3f})")
-    return text
-
-
-def select_file(catalog: str | os.PathLike, out: str | os.PathLike, *,
-                vertices: Sequence[Sequence[float]] | None = None,
-                max_teff_err: float | None = None, max_logg_err: float | None = None,
-                min_snr: float | None = None, bad_flags: int = ALL_FLAGS,
-                regions: Table | str | os.PathLike | None = None, sky: bool = True) -> dict:
-    """Read a prediction catalogue, select YSO candidates, write them (FITS/CSV/ECSV with
-    provenance) to ``out``, even when there are none; return the summary."""
-    _, cands, summary, meta = _run(catalog, vertices=vertices, max_teff_err=max_teff_err,
-                                   max_logg_err=max_logg_err, min_snr=min_snr,
-                                   bad_flags=bad_flags, regions=regions, sky=sky)
-    summary["candidates"] = str(_write_table(cands, out, meta))
-    summary["message"] = _message(summary)
-    log.info(summary["message"])
-    return summary
-
-
-def _write_json(obj: dict, path: Path) -> Path:
-    tmp, final = atomic_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, final)
-    return final
-
-
-def report(catalog: str | os.PathLike, out: str | os.PathLike, *,
-           vertices: Sequence[Sequence[float]] | None = None,
-           max_teff_err: float | None = None, max_logg_err: float | None = None,
-           min_snr: float | None = None, bad_flags: int = ALL_FLAGS,
-           regions: Table | str | os.PathLike | None = None, sky: bool = True,
-           group_column: str | None = None, isochrones: Table | str | None = None,
-           kde_bandwidth: float = 0.1) -> dict:
-    """The YSO report of a prediction catalogue in directory ``out``: candidates
-    (``yso_candidates.fits``), counts (``yso_summary.json``, ``yso_age_bins.csv``,
-    ``yso_regions.csv``) and PNG figures (Kiel diagram with PARSEC isochrones, sky map with
-    impostors, density maps per age bin, log g KDE per ``group_column`` group, default the
-    region complex). Zero candidates is a result: every file is still written."""
-    from apogee_net import ysomaps  # figures import this module
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    selected, cands, summary, meta = _run(
-        catalog, vertices=vertices, max_teff_err=max_teff_err, max_logg_err=max_logg_err,
-        min_snr=min_snr, bad_flags=bad_flags, regions=regions, sky=sky)
-    if group_column is not None and group_column not in cands.colnames:
-        raise TableError(f"prediction catalogue {catalog}: no column {group_column!r} to group "
-                         f"the log g KDE by; it has {', '.join(selected.colnames)}")
-    files = {"candidates": _write_table(cands, out / "yso_candidates.fits", meta)}
-    files["age_bins"] = _write_table(Table(rows=summary["age_bins"]), out / "yso_age_bins.csv",
-                                     meta)
-    if sky:
-        files["regions"] = _write_table(Table(rows=summary["regions"]),
-                                        out / "yso_regions.csv", meta)
-    figures, notes = ysomaps.report_figures(
-        selected, cands, out, vertices=vertices, regions=_region_table(regions) if sky else None,
-        group_column=group_column, isochrones=isochrones, kde_bandwidth=kde_bandwidth)
-    summary["notes"] += notes
-    summary["files"] = {k: str(v) for k, v in {**files, **figures}.items()}
-    summary["message"] = _message(summary)
-    summary["files"]["summary"] = str(out / "yso_summary.json")
-    summary["provenance"] = meta
-    _write_json(summary, out / "yso_summary.json")
-    log.info(summary["message"])
-    return summary

@@ -1,6 +1,7 @@
 """The torch side of the spectra store: a lazy Dataset and the join with the label table.
 
-Imported through :mod:`apogee_net.store` (``from apogee_net.store import SpectraDataset``).
+:mod:`apogee_net.spectra.store` (format, reading, writing) does not import torch; this
+module builds on it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apogee_net.store import duplicate_ids, open_store
+from apogee_net.spectra.store import duplicate_ids, open_store
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,13 @@ def join_labels(store_path: str | os.PathLike, labels,
     """
     from astropy.table import Table
 
-    from apogee_net.store import store_table
-    from yso_labels.tables import read_table
+    from apogee_net.spectra.store import store_table
+    from yso_labels.core.tables import read_table
 
     label_columns = list(label_columns)
     required = ["apogee_id", *label_columns, "split", "source"]
     if isinstance(labels, Table):
-        from yso_labels.tables import check_columns
+        from yso_labels.core.tables import check_columns
 
         check_columns(labels, required, "label table")
         table, name = labels, "label table"

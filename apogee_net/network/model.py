@@ -21,14 +21,13 @@ training-set mean.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from apogee_net.apstar import BAD_ERROR  # errors ≥ 1e9 mark pixels without data (FACTS §3)
+from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.scaling import Standardiser
 
 #: Channels of the 12 convolutional layers (Olney et al. 2020, Appendix B).
 CONV_CHANNELS = (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64)
@@ -100,111 +99,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@dataclass
-class Standardiser:
-    """``z = (x − mean) / std`` along the last axis (Olney et al. 2020 eq. 4); units of x.
-
-    Used for the targets (one mean/std per label) and for the flux (one per pixel).
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    def __post_init__(self):
-        self.mean = np.asarray(self.mean, dtype=np.float64)
-        self.std = np.asarray(self.std, dtype=np.float64)
-        if self.mean.shape != self.std.shape:
-            raise ValueError(f"standardiser: mean {self.mean.shape} and std {self.std.shape} "
-                             "differ in shape")
-        if not (np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
-            raise ValueError("standardiser: std must be finite and positive")
-
-    @classmethod
-    def fit(cls, x: np.ndarray, empty_ok: bool = False) -> Standardiser:
-        """Mean and std (ddof 0) of the finite values of each column of ``x`` (n, k).
-
-        Columns without any finite value raise, unless ``empty_ok`` (then mean 0, std 1);
-        constant columns get std 1.
-        """
-        moments = Moments(np.asarray(x).shape[-1])
-        moments.add(x)
-        return moments.standardiser(empty_ok)
-
-    def transform(self, x):
-        """Standardise (numpy array or torch tensor)."""
-        if isinstance(x, torch.Tensor):
-            mean, std = self.tensors(x.device, x.dtype)
-            return (x - mean) / std
-        return (np.asarray(x) - self.mean) / self.std
-
-    def inverse(self, z):
-        """Back to physical units (numpy array or torch tensor)."""
-        if isinstance(z, torch.Tensor):
-            mean, std = self.tensors(z.device, z.dtype)
-            return z * std + mean
-        return np.asarray(z) * self.std + self.mean
-
-    def tensors(self, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        cache = self.__dict__.setdefault("_cache", {})
-        key = (str(device), dtype)
-        if key not in cache:
-            cache[key] = (torch.as_tensor(self.mean, dtype=dtype, device=device),
-                          torch.as_tensor(self.std, dtype=dtype, device=device))
-        return cache[key]
-
-    def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Standardiser:
-        return cls(d["mean"], d["std"])
-
-
-class Moments:
-    """Streaming per-column mean and variance of finite values (Chan et al. 1979 pairwise
-    update, float64), so a flux standardiser can be fitted over a store chunk by chunk."""
-
-    def __init__(self, k: int):
-        self.count = np.zeros(k)
-        self.mean = np.zeros(k)
-        self.m2 = np.zeros(k)
-
-    def add(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64).reshape(-1, self.count.size)
-        finite = np.isfinite(x)
-        n = finite.sum(axis=0)
-        safe = np.maximum(n, 1)
-        mean = np.where(finite, x, 0.0).sum(axis=0) / safe
-        m2 = np.where(finite, (x - mean) ** 2, 0.0).sum(axis=0)
-        total = self.count + n
-        delta = mean - self.mean
-        frac = np.divide(n, total, out=np.zeros_like(self.mean), where=total > 0)
-        self.mean = self.mean + delta * frac
-        self.m2 = self.m2 + m2 + delta ** 2 * self.count * frac
-        self.count = total
-
-    def standardiser(self, empty_ok: bool = False) -> Standardiser:
-        empty = self.count == 0
-        if empty.any() and not empty_ok:
-            raise ValueError(f"standardiser: column(s) {np.flatnonzero(empty)[:10].tolist()} "
-                             "have no finite value")
-        std = np.sqrt(np.divide(self.m2, self.count, out=np.zeros_like(self.m2),
-                                where=~empty))
-        return Standardiser(np.where(empty, 0.0, self.mean), np.where(std > 0, std, 1.0))
-
-
-def valid_pixels(flux, error):
-    """Pixels with data: finite flux, finite error with 0 < error < :data:`BAD_ERROR`.
-
-    Works on numpy arrays and torch tensors of the same shape.
-    """
-    if isinstance(flux, torch.Tensor):
-        return (torch.isfinite(flux) & torch.isfinite(error) & (error > 0)
-                & (error < BAD_ERROR))
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(flux) & np.isfinite(error) & (error > 0) & (error < BAD_ERROR)
-
-
 #: Per-spectrum flux scalings applied before the per-pixel standardisation.
 FLUX_NORMS = ("none", "median")
 
@@ -239,7 +133,7 @@ def model_input(flux: torch.Tensor, error: torch.Tensor | None, flux_scaler: Sta
 
 
 class Preprocess:
-    """``prepare`` step of :func:`apogee_net.train.fit` for spectra: sets ``batch["input"]``
+    """``prepare`` step of :func:`yso_labels.core.training.fit` for spectra: sets ``batch["input"]``
     (:func:`model_input`) and standardises ``batch["target"]`` when a label scaler is given."""
 
     def __init__(self, flux_scaler: Standardiser, label_scaler: Standardiser | None = None,
@@ -265,10 +159,12 @@ class Preprocess:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Preprocess:
-        if meta.get("preprocess", "standard") != "standard":  # APOGEE Net II, published
-            from apogee_net.published import preprocess_from_meta
-
-            return preprocess_from_meta(meta)
+        """The standard preprocessing of a checkpoint's meta; checkpoints of other kinds
+        (APOGEE Net II, published models) go through
+        :func:`apogee_net.network.published.preprocess_from_meta`."""
+        if meta.get("preprocess", "standard") != "standard":
+            raise ValueError(f"preprocessing {meta.get('preprocess')!r} is not the standard "
+                             "one: use apogee_net.network.published.preprocess_from_meta")
         label = meta.get("label_scaler")
         return cls(Standardiser.from_dict(meta["flux_scaler"]),
                    None if label is None else Standardiser.from_dict(label),

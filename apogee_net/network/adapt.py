@@ -2,7 +2,7 @@
 
 After training on everything, training continues on all YSO and M-dwarf training stars plus a
 random ``fraction`` (5 %) of the Payne training stars. Each round trains with early stopping
-(:func:`apogee_net.train.fit`), starting from the best model so far; then a new random
+(:func:`yso_labels.core.training.fit`), starting from the best model so far; then a new random
 fraction of the Payne stars is drawn. The adaptation stops when the YSO and M-dwarf dev loss
 (the mean over the two groups of the standardised MSE of §3.3) no longer improves.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -23,10 +22,12 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from apogee_net.model import APOGEENet, Preprocess
-from apogee_net.train import BEST_NAME, TrainOptions, fit, predict_dataset, standardised_mse
-from yso_labels.checkpoint import load_checkpoint, save_checkpoint
-from yso_labels.tables import atomic_path
+from apogee_net.network.model import APOGEENet
+from apogee_net.network.published import preprocess_from_meta
+from apogee_net.network.train import predict_dataset
+from yso_labels.core.atomic import atomic_write
+from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.training import BEST_NAME, TrainOptions, fit, standardised_mse
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     (None: any); ``photometry``: APOGEE Net II photometry table (default: the run's, else
     the label table's columns).
     """
-    from apogee_net.apogeenet2 import check_arch
-    from apogee_net.photometry import WithPhotometry, labelled_photometry
-    from apogee_net.store import SpectraDataset, join_labels
+    from apogee_net.network.apogeenet2 import check_arch
+    from apogee_net.network.photometry import WithPhotometry, labelled_photometry
+    from apogee_net.spectra.dataset import SpectraDataset, join_labels
 
     run = Path(run)
     model_path = run / BEST_NAME if run.is_dir() else run
@@ -103,7 +104,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         raise ValueError(f"{model_path}: the run does not record its store/labels; "
                          "pass store= and labels=")
     names = list(meta["label_names"])
-    prep = Preprocess.from_meta(meta)
+    prep = preprocess_from_meta(meta)
     label_std = np.asarray(getattr(prep, "physical_std", prep.label_scaler.std))
     old = meta.get("train_options", {})
     options = TrainOptions(
@@ -197,9 +198,7 @@ def _fmt(losses: dict[str, float]) -> str:
 
 def _write_log(path: Path, history: list[dict]) -> None:
     keys = sorted({k for h in history for k in h}, key=lambda k: (k.startswith("dev_"), k))
-    tmp, final = atomic_path(path)
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, final)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from yso_labels import __version__
+from yso_labels.core.atomic import atomic_write
 
 #: Photometry and astrometry columns (magnitudes in mag, parallax in mas).
 PHOTOMETRY_COLUMNS = (
@@ -99,15 +99,6 @@ def provenance(step: str, options: Mapping | None = None, **extra) -> dict:
     return meta
 
 
-def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """Return ``(tmp, final)``: write to ``tmp`` (same directory), then ``os.replace``."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    return Path(tmp), final
-
-
 def write_table(table: Table, path: str | os.PathLike, meta: Mapping | None = None) -> Path:
     """Write ``table`` atomically as FITS (``.fits``), CSV (``.csv``) or ECSV (``.ecsv``).
 
@@ -115,9 +106,11 @@ def write_table(table: Table, path: str | os.PathLike, meta: Mapping | None = No
     """
     table = table.copy(copy_data=False)
     meta = dict(meta or {})
-    tmp, final = atomic_path(path)
+    final = Path(path)
     name = final.name.lower()
-    try:
+    if not name.endswith((".fits", ".fit", ".csv", ".ecsv")):
+        raise TableError(f"{final}: unknown output format (use .fits, .csv or .ecsv)")
+    with atomic_write(final) as tmp:
         if name.endswith((".fits", ".fit")):
             table.meta.update({k[:70]: v for k, v in meta.items()})
             table.write(tmp, format="fits", overwrite=True)
@@ -127,12 +120,6 @@ def write_table(table: Table, path: str | os.PathLike, meta: Mapping | None = No
         elif name.endswith(".ecsv"):
             table.meta.update(meta)
             table.write(tmp, format="ascii.ecsv", overwrite=True)
-        else:
-            raise TableError(f"{final}: unknown output format (use .fits, .csv or .ecsv)")
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return final
 
 

@@ -2,9 +2,9 @@
 isochrones (Fig. 6/7), the candidates on the sky with impostors (Fig. 7 bottom), density
 maps per log g age bin (Fig. 8) and the log g kernel density per group (Fig. 9).
 
-Each ``*_figure`` function takes Tables (see :mod:`apogee_net.ysos`) and returns a matplotlib
-Figure (the user's matplotlib backend; the CLI uses Agg); :func:`save_figure` writes it
-atomically as PNG.
+Each ``*_figure`` function takes Tables (see :mod:`apogee_net.yso.selection`) and returns a
+matplotlib Figure (the user's matplotlib backend; the CLI uses Agg);
+:func:`yso_labels.core.figures.save_figure` writes it atomically as PNG.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from apogee_net.ysos import age_bin_table, check_vertices
-from yso_labels.tables import atomic_path
+from apogee_net.yso.selection import age_bin_table, check_vertices
+from yso_labels.core.figures import save_figure
 
 #: Olney et al. 2020 Fig. 6: PARSEC isochrone ages (Myr) and evolutionary tracks (M☉).
 ISOCHRONE_AGES_MYR = (1, 2, 5, 10, 20, 50, 100, 200, 300)
@@ -40,26 +40,14 @@ MAX_MASS = 3.0
 
 
 def tex_age(text: str) -> str:
-    """Plot label of an age range of :data:`apogee_net.ysos.AGE_BINS` ("<~1 Myr" -> ≲1 Myr)."""
+    """Plot label of an age range of :data:`apogee_net.yso.selection.AGE_BINS`
+    ("<~1 Myr" -> ≲1 Myr)."""
     return (text.replace("<~", r"$\lesssim$").replace(">~", r"$\gtrsim$")
             .replace("-", "–"))
 
 
 def _col(table: Table, name: str) -> np.ndarray:
     return np.asarray(np.ma.filled(np.ma.asarray(table[name]).astype(float), np.nan))
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
-    """Write ``fig`` as PNG under a temporary name, rename it to ``path``, close it."""
-    tmp, final = atomic_path(path)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, final)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return final
 
 
 def galactic(table: Table) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ is 8576→512; ``fc2``, ``fc3`` and the dropout as in version I.
 
 To keep one tensor per batch through the toolkit's training loop and batched ensembles, the
 network input is ``(batch, in_channels, npix + 7)``: the spectrum in the first ``npix``
-columns and the seven z-scored photometric inputs (:func:`apogee_net.photometry.
+columns and the seven z-scored photometric inputs (:func:`apogee_net.network.photometry.
 photometry_input`) in the last seven columns of channel 0.
 
 :class:`PhotPreprocess` is the toolkit's preprocessing for this model (median-scaled,
@@ -26,8 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from apogee_net.model import APSTAR_NPIX, APOGEENet, Preprocess, Standardiser
-from apogee_net.photometry import PHOT_BANDS, photometry_input
+from apogee_net.network.model import APSTAR_NPIX, APOGEENet, Preprocess
+from apogee_net.network.photometry import PHOT_BANDS, photometry_input
+from yso_labels.core.scaling import Standardiser
 
 #: Widths of the metadata network (Sprague et al. 2022; peer ``MetadataNet``).
 META_WIDTHS = (8, 16, 32, 32, 64)

@@ -22,7 +22,7 @@ Pixels with no data differ by release: DR13 has flux 0 and error 1e10 outside th
 interpolated flux with errors ~1e5 in the chip gaps; DR17 has NaN flux and error. The reader
 unifies them: ``dead`` marks every pixel with no usable data and both ``flux`` and ``error``
 are NaN there (the DR17 convention), whatever the release. :func:`write_apstar` writes the
-same format (used by :mod:`apogee_net.simulate`).
+same format (used by :mod:`apogee_net.spectra.simulate`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yso_labels.tables import atomic_path
+from apogee_net.spectra.pixels import BAD_ERROR
+from yso_labels.core.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ NPIX = 8575
 #: ASPCAP pixels (chip gaps removed; DR12 definition) as half-open apStar pixel ranges.
 ASPCAP_RANGES = ((322, 3242), (3648, 6048), (6412, 8306))
 NPIX_ASPCAP = sum(b - a for a, b in ASPCAP_RANGES)  # 7214
-#: Errors at or above this are "no data" (apogee reduction's BADERR = 1e10, DR13 off-chip).
-BAD_ERROR = 1e9
 #: A pixel whose error exceeds this multiple of the spectrum's median error carries no
 #: information (DR13 chip-gap interpolation ~1e5, DR17 bad/edge pixels ~1e12).
 DEAD_ERROR_RATIO = 1e3
@@ -409,11 +408,21 @@ def write_apstar(path: str | os.PathLike, flux: np.ndarray, error: np.ndarray,
             hdu.header[key] = value[0]
         hdu.header["BUNIT"] = unit
         hdus.append(hdu)
-    tmp, final = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    return Path(path)
+
+
+def read_raw_apstar(path: str | os.PathLike, visit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """apStar HDU1/HDU2 row of ``visit`` (0: the combined row 0; see
+    :func:`visit_rows`) as stored (float32, NaN/1e10 left as they are), as the peer
+    pipelines read them."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        flux, error = hdul[1].data, hdul[2].data
+        if flux.ndim != 1:
+            nvisits = int(hdul[0].header.get("NVISITS", 1) or 1)
+            row = 0 if visit == 0 else visit_rows(nvisits, flux.shape[0])[visit - 1]
+            flux, error = flux[row], error[row]
+        return np.asarray(flux, np.float32).copy(), np.asarray(error, np.float32).copy()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yso_labels import __version__
-from yso_labels.tables import atomic_path
+from yso_labels.core.atomic import atomic_write
 
 FORMAT = "yso-apogee-net/1"
 
@@ -42,14 +42,9 @@ def save_checkpoint(path: str | os.PathLike, model, arch_kwargs: dict[str, Any],
     payload = {"format": FORMAT, "version": __version__, "arch": arch_name(module),
                "arch_kwargs": dict(arch_kwargs), "state_dict": state, "meta": dict(meta),
                "training": training}
-    tmp, final = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

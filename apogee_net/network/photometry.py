@@ -84,7 +84,7 @@ class PhotometryTable:
     ``(n, 7)`` raw values for a list of IDs, NaN for IDs it does not hold."""
 
     def __init__(self, source, where: str | None = None):
-        from yso_labels.tables import read_table
+        from yso_labels.core.tables import read_table
 
         if isinstance(source, Table):
             table, self.name = source, where or "photometry table"
@@ -137,8 +137,8 @@ def photometry_input(values) -> torch.Tensor:
 
 
 class WithPhotometry(torch.utils.data.Dataset):
-    """A spectra dataset (:class:`apogee_net.store.SpectraDataset` or
-    :class:`apogee_net.train.ArrayDataset`) whose items and batches also carry
+    """A spectra dataset (:class:`apogee_net.spectra.store.SpectraDataset` or
+    :class:`apogee_net.network.train.ArrayDataset`) whose items and batches also carry
     ``photometry`` ``(7,)`` raw values (row ``i`` of ``photometry`` for item ``i``)."""
 
     def __init__(self, dataset, photometry):
@@ -183,7 +183,7 @@ def labelled_photometry(ids, labels=None, photometry=None,
     if source is None and labels is not None:
         table = labels if isinstance(labels, Table) else None
         if table is None:
-            from yso_labels.tables import read_table
+            from yso_labels.core.tables import read_table
 
             table = read_table(labels, required=["apogee_id"], what="label table")
         if photometry_columns(table, str(labels), required=False) is not None:

@@ -1,8 +1,8 @@
 """Streaming prediction of a FITS catalogue from a trained APOGEE Net (Olney et al. 2020 §3.5).
 
-Inputs are HDF5 stores (:mod:`apogee_net.store`), apStar files or directories of them. They
+Inputs are HDF5 stores (:mod:`apogee_net.spectra.store`), apStar files or directories of them. They
 are planned into chunks of at most ``chunk_size`` spectra (a store's row range, or a list of
-files read with :func:`apogee_net.apstar.read_apstar`), so memory never holds more than one
+files read with :func:`apogee_net.spectra.apstar.read_apstar`), so memory never holds more than one
 chunk. Each finished chunk is written atomically to ``OUT.parts/part-NNNNNN.fits``; a rerun
 with the same model, inputs and options skips the finished chunks, and the parts are
 concatenated into ``OUT`` at the end (atomic rename), then removed.
@@ -21,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +32,15 @@ import numpy as np
 import torch
 from astropy.table import Table, vstack
 
-from apogee_net.model import APOGEENet, Preprocess, check_label_names, valid_pixels
-from apogee_net.uncertainty import default_chunk_rows, perturbed_predict
-from yso_labels.checkpoint import load_checkpoint
-from yso_labels.runtime import resolve_device
-from yso_labels.tables import atomic_path, provenance, write_table
+from apogee_net.inference.chunks import SpectraChunk, plan_chunks, raw_spectra, read_chunk
+from apogee_net.inference.uncertainty import default_chunk_rows, perturbed_predict
+from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
+from apogee_net.network.published import preprocess_from_meta
+from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.atomic import atomic_write, write_text
+from yso_labels.core.checkpoint import load_checkpoint
+from yso_labels.core.runtime import resolve_device
+from yso_labels.core.tables import provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ HOT_POLICIES = ("flag", "drop")
 SNR_ZERO = 1.0
 #: Minimum fraction of pixels with data (the apStar chips cover ~84% of the grid).
 MIN_VALID_FRACTION = 0.5
-STORE_SUFFIXES = (".h5", ".hdf5")
-SPECTRUM_SUFFIXES = (".fits", ".fits.gz", ".fit")
 
 
 def flag_value(*names: str) -> int:
@@ -101,8 +102,8 @@ class LoadedModel:
 
 
 def load_model(path, device="cpu", expect: type = APOGEENet) -> LoadedModel:
-    """Load an APOGEE Net checkpoint written by :mod:`apogee_net.train` with clear errors for
-    other architectures or an incomplete standardisation."""
+    """Load an APOGEE Net checkpoint written by :mod:`apogee_net.network.train`, with clear
+    errors for other architectures or an incomplete standardisation."""
     path = Path(path)
     model, ckpt = load_checkpoint(path, expect=expect, device=device)
     meta = ckpt["meta"]
@@ -113,7 +114,7 @@ def load_model(path, device="cpu", expect: type = APOGEENet) -> LoadedModel:
         raise ValueError(f"model checkpoint {path}: lacks {', '.join(missing)} (not trained "
                          "by apogee-net train?)")
     names = check_label_names(meta["label_names"], model.n_targets, f"model checkpoint {path}")
-    prep = Preprocess.from_meta(meta)
+    prep = preprocess_from_meta(meta)
     shapes = (None if prep.flux_scaler is None else prep.flux_scaler.mean.shape,
               None if prep.label_scaler is None else prep.label_scaler.mean.shape)
     if shapes[0] not in (None, (model.npix,)) or shapes[1] != (len(names),):
@@ -140,170 +141,6 @@ def sigma_scale(lm: LoadedModel) -> np.ndarray:
     return np.array([float(scale.get(name, 1.0)) for name in lm.label_names])
 
 
-# --------------------------------------------------------------------------- inputs
-def plan_chunks(inputs: Sequence, chunk_size: int = 1024,
-                visits: bool = False) -> list[dict[str, Any]]:
-    """Chunks of the inputs: ``{"store": path, "start": i, "stop": j}`` or ``{"files": [...]}``.
-
-    An input is a store (``.h5``/``.hdf5``), an apStar file, or a directory (its ``*.fits``,
-    ``*.fits.gz`` and stores, sorted). The plan is deterministic, so chunk *k* is the same
-    spectra on every run. ``visits``: each apStar file becomes ``[path, v]`` entries, one for
-    the combined spectrum (v = 0) and one per visit (v = 1..NVISITS of its header); stores
-    hold combined spectra only and keep one row per spectrum.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    if not inputs:
-        raise ValueError("no input given: a store, apStar files or a directory")
-    chunks: list[dict[str, Any]] = []
-    files: list[str] = []
-
-    def flush():
-        for i in range(0, len(files), chunk_size):
-            chunks.append({"files": files[i:i + chunk_size]})
-        files.clear()
-
-    for item in _expand(inputs):
-        if item.name.lower().endswith(STORE_SUFFIXES):
-            flush()
-            n = _store_length(item)
-            for start in range(0, n, chunk_size):
-                chunks.append({"store": str(item), "start": start,
-                               "stop": min(n, start + chunk_size)})
-        elif visits:
-            files.extend([str(item), v] for v in range(_n_visits(item) + 1))
-        else:
-            files.append(str(item))
-    flush()
-    return chunks
-
-
-def _n_visits(path: Path) -> int:
-    """NVISITS of an apStar file's primary header (1 when unreadable: the read reports it)."""
-    from astropy.io import fits
-
-    try:
-        return max(1, int(fits.getheader(path, 0).get("NVISITS", 1) or 1))
-    except (OSError, ValueError, TypeError):
-        return 1
-
-
-def _expand(inputs: Iterable) -> list[Path]:
-    out = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(
-                STORE_SUFFIXES + SPECTRUM_SUFFIXES))
-            if not found:
-                raise FileNotFoundError(f"{path}: directory holds no apStar FITS file or store")
-            out.extend(found)
-        elif path.exists():
-            out.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such input file or directory")
-    return out
-
-
-def _store_length(path: Path) -> int:
-    from apogee_net.store import open_store
-
-    with open_store(path) as h5:
-        return int(h5["flux"].shape[0])
-
-
-def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> dict[str, Any]:
-    """Spectra of one chunk: ``flux, error`` (n, npix) float32 (NaN where no data),
-    ``apogee_id, ra, dec, snr``, ``readable`` (False for unreadable files), ``telescope``
-    and ``file``; with visit entries (see :func:`plan_chunks`) also ``visit`` and ``mjd``."""
-    if "store" in chunk:
-        return _read_store(Path(chunk["store"]), chunk["start"], chunk["stop"], npix)
-    from apogee_net.apstar import read_apstar, read_apstar_visits, telescope_of
-
-    entries = [(e, None) if isinstance(e, str) else (str(e[0]), int(e[1]))
-               for e in chunk["files"]]
-    with_visits = any(v is not None for _, v in entries)
-    by_file: dict[str, list] = {}
-
-    def one(entry):
-        path, visit = entry
-        try:
-            if visit is None:
-                return read_apstar(path)
-            if path not in by_file:  # one read per file for all its visits
-                by_file[path] = read_apstar_visits(path)
-            rows = by_file[path]
-            if visit >= len(rows):
-                raise ValueError(f"{path}: no visit {visit} (NVISITS = {len(rows) - 1})")
-            if isinstance(rows[visit], Exception):
-                raise rows[visit]
-            return rows[visit]
-        except ValueError as exc:  # ApStarError and friends: a per-row flag, not a crash
-            log.warning("%s", exc)
-            return None
-
-    if with_visits:  # in order, so each file is read once
-        spectra = [one(e) for e in entries]
-    else:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            spectra = list(pool.map(one, entries))
-    n = len(spectra)
-    out = {"flux": np.full((n, npix), np.nan, np.float32),
-           "error": np.full((n, npix), np.nan, np.float32),
-           "apogee_id": [], "ra": np.full(n, np.nan), "dec": np.full(n, np.nan),
-           "snr": np.full(n, np.nan), "readable": np.zeros(n, bool),
-           "telescope": [telescope_of(p) for p, _ in entries], "file": [p for p, _ in entries]}
-    if with_visits:
-        out["visit"] = np.array([-1 if v is None else v for _, v in entries], np.int16)
-        out["mjd"] = np.full(n, np.nan)
-    for i, ((path, _), sp) in enumerate(zip(entries, spectra, strict=True)):
-        if sp is None:
-            out["apogee_id"].append(_id_from_name(path))
-            continue
-        if sp.flux.shape[-1] != npix:
-            raise ValueError(f"{path}: {sp.flux.shape[-1]} pixels, the model expects {npix}")
-        out["flux"][i], out["error"][i] = sp.flux, sp.error
-        out["apogee_id"].append(sp.apogee_id)
-        out["ra"][i], out["dec"][i], out["snr"][i] = sp.ra, sp.dec, sp.snr
-        out["readable"][i] = True
-        out["telescope"][i] = sp.telescope
-        if with_visits:
-            out["mjd"][i] = sp.mjd
-    return out
-
-
-def _id_from_name(path: str) -> str:
-    name = Path(path).name
-    for suffix in SPECTRUM_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name.split("-", 2)[-1] if name.startswith(("apStar-", "asStar-")) else name
-
-
-def _read_store(path: Path, start: int, stop: int, npix: int) -> dict[str, Any]:
-    from apogee_net.apstar import telescope_of
-    from apogee_net.store import open_store
-
-    with open_store(path) as h5:
-        if h5["flux"].shape[1] != npix:
-            raise ValueError(f"store {path}: {h5['flux'].shape[1]} pixels per spectrum, the "
-                             f"model expects {npix}")
-        out = {"flux": np.asarray(h5["flux"][start:stop], np.float32),
-               "error": np.asarray(h5["error"][start:stop], np.float32)}
-        ids = h5["apogee_id"][start:stop]
-        out["apogee_id"] = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
-        for key in ("ra", "dec", "snr"):
-            out[key] = (np.asarray(h5[key][start:stop], float) if key in h5
-                        else np.full(stop - start, np.nan))
-        sources = (h5["source"][start:stop] if "source" in h5 else [""] * (stop - start))
-        out["file"] = [s.decode() if isinstance(s, bytes) else str(s) for s in sources]
-        kind = str(h5.attrs.get("kind", "apstar"))
-    out["telescope"] = ([telescope_of(f) for f in out["file"]] if kind == "apstar"
-                        else [kind] * (stop - start))
-    out["readable"] = np.ones(stop - start, bool)
-    return out
-
-
 # --------------------------------------------------------------------------- streaming
 def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
                    predict_fn: Callable[[Any, int], Table], out, meta: dict,
@@ -313,7 +150,7 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
     the whole run, for per-star seeds); rows go to ``OUT.parts/part-k.fits``, finished parts
     are skipped on a rerun with the same ``manifest`` (JSON-able: model, inputs, options), and
     the parts are joined into ``out`` (written with ``meta`` by
-    :func:`yso_labels.tables.write_table`)."""
+    :func:`yso_labels.core.tables.write_table`)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -330,9 +167,7 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
         log.info("resuming from %s", parts)
     else:
         parts.mkdir(parents=True, exist_ok=True)
-        tmp, final = atomic_path(man_path)
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, final)
+        write_text(man_path, json.dumps(manifest, indent=1))
     offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
     names = [parts / f"part-{k:06d}.fits" for k in range(len(chunks))]
     todo = [k for k in range(len(chunks)) if not names[k].exists()]
@@ -345,13 +180,8 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
             if i + 1 < len(todo):
                 pending = reader.submit(read_fn, chunks[todo[i + 1]])
             table = predict_fn(data, int(offsets[k]))
-            tmp, final = atomic_path(names[k])
-            try:
+            with atomic_write(names[k]) as tmp:
                 table.write(tmp, format="fits", overwrite=True)
-                os.replace(tmp, final)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
             bar.update()
     bar.close()
     tables = [Table.read(p, mask_invalid=False) for p in names]
@@ -375,28 +205,28 @@ def _chunk_len(chunk) -> int:
 
 
 # --------------------------------------------------------------------------- APOGEE Net
-def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, seed: int,
-                   offset: int = 0, batch_size: int | None = None) -> Table:
-    """Catalogue rows for spectra ``data`` (see :func:`read_chunk`): mean and σ over
-    ``realizations`` perturbed copies (§3.5), flags (:data:`FLAGS`)."""
-    flux, error = data["flux"], data["error"]
+def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: int,
+                 offset: int = 0, batch_size: int | None = None) -> Table:
+    """Catalogue rows for the spectra ``data``: mean and σ over ``realizations`` perturbed
+    copies (§3.5), flags (:data:`FLAGS`)."""
+    flux, error = data.flux, data.error
     n = len(flux)
     valid = valid_pixels(flux, error)
     nvalid = valid.sum(axis=1)
-    usable = data["readable"] & (nvalid > 0)
+    usable = data.readable & (nvalid > 0)
     k = len(lm.label_names)
     mean = np.full((n, k), np.nan)
     std = np.full((n, k), np.nan)
-    phot = data.get("photometry")  # APOGEE Net II: (n, 7) raw, NaN where missing
+    phot = data.photometry  # APOGEE Net II: (n, 7) raw, NaN where missing
     if usable.any():
         idx = np.flatnonzero(usable)
         mean[idx], std[idx] = perturbed_labels(
             lm, flux[idx], error[idx], None if phot is None else phot[idx],
             n_realizations=realizations, seed=seed, keys=offset + idx, chunk_rows=batch_size)
-    snr = np.asarray(data["snr"], float)
+    snr = np.asarray(data.snr, float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
     if phot is not None:
-        from apogee_net.photometry import fill_photometry
+        from apogee_net.network.photometry import fill_photometry
 
         flags[fill_photometry(phot)[1].any(axis=1)] |= flag_value("NO_PHOTOMETRY")
     if "teff" in lm.label_names:
@@ -404,8 +234,8 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
             flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")
     std = std * sigma_scale(lm)
     table = Table()
-    table["apogee_id"] = np.asarray(data["apogee_id"], dtype=str)
-    table["ra"], table["dec"] = np.asarray(data["ra"], float), np.asarray(data["dec"], float)
+    table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
+    table["ra"], table["dec"] = np.asarray(data.ra, float), np.asarray(data.dec, float)
     for j, name in enumerate(lm.label_names):
         table[name] = mean[:, j]
     for j, name in enumerate(lm.label_names):
@@ -416,23 +246,22 @@ def predict_arrays(lm: LoadedModel, data: dict[str, Any], realizations: int, see
     return table
 
 
-def add_provenance_columns(table: Table, data: dict[str, Any]) -> Table:
+def add_provenance_columns(table: Table, data: SpectraChunk) -> Table:
     """Add ``telescope`` and ``file`` (and, for per-visit rows, ``visit`` and ``mjd``) from
     the chunk ``data`` to catalogue rows ``table`` (in place), so that rows of one ID from
     different files or visits can be told apart."""
-    n = len(table)
-    table["telescope"] = np.asarray(data.get("telescope", [""] * n), dtype=str)
-    table["file"] = np.asarray(data.get("file", [""] * n), dtype=str)
-    if "visit" in data:
-        table["visit"] = np.asarray(data["visit"], np.int16)
-        table["mjd"] = np.asarray(data["mjd"], float)
+    table["telescope"] = np.asarray(data.telescope, dtype=str)
+    table["file"] = np.asarray(data.file, dtype=str)
+    if data.visit is not None:
+        table["visit"] = np.asarray(data.visit, np.int16)
+        table["mjd"] = np.asarray(data.mjd, float)
     return table
 
 
 def perturbed_labels(lm: LoadedModel, flux, error, photometry=None, **kwargs):
     """Labels and σ ``(n, k)`` of spectra by the model's uncertainty procedure: the
-    perturbation of §3.5 (:func:`apogee_net.uncertainty.perturbed_predict`), or the peers'
-    for an imported published model (:mod:`apogee_net.published`). ``photometry``: the
+    perturbation of §3.5 (:func:`apogee_net.inference.uncertainty.perturbed_predict`), or the peers'
+    for an imported published model (:mod:`apogee_net.network.published`). ``photometry``: the
     ``(n, 7)`` raw inputs of an APOGEE Net II model."""
     if photometry is not None:
         kwargs["photometry"] = photometry
@@ -460,7 +289,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     1..N; ``mjd``), as SDSS's astra runs APOGEE Net. ``arch``: the architecture
     the checkpoint must hold (``apogeenet1|apogeenet2``; None: any). ``photometry``: table
     (path or Table) with ``apogee_id`` and parallax, G, BP, RP, J, H, K for APOGEE Net II
-    (:mod:`apogee_net.photometry`); stars without it get the published fill values and the
+    (:mod:`apogee_net.network.photometry`); stars without it get the published fill values and the
     NO_PHOTOMETRY flag. Imported published models (``apogee-net import-model``) read apStar
     files as stored and use the peers' preprocessing and uncertainty procedure.
     """
@@ -470,9 +299,8 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
         raise ValueError(f"realizations must be ≥ 0, got {realizations}")
     dev = resolve_device(device)
     lm = load_model(model, device=dev)
-    from apogee_net.apogeenet2 import check_arch
-    from apogee_net.photometry import PhotometryTable
-    from apogee_net.published import raw_spectra
+    from apogee_net.network.apogeenet2 import check_arch
+    from apogee_net.network.photometry import PhotometryTable
 
     check_arch(arch, lm.model, f"model checkpoint {lm.path}")
     uses_phot = getattr(lm.model, "n_phot", 0) > 0
@@ -497,7 +325,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                       SIGSCALE=",".join(f"{x:.4g}" for x in sigma_scale(lm)))
 
     def predict_fn(data, offset):
-        table = predict_arrays(lm, data, realizations, seed, offset, batch_size)
+        table = catalog_rows(lm, data, realizations, seed, offset, batch_size)
         if hot == "drop":
             table = table[(np.asarray(table["flags"]) & flag_value("HOT")) == 0]
         return table
@@ -507,8 +335,8 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
         if getattr(lm.preprocess, "raw_flux", False):
             data = raw_spectra(data, chunk)  # the peers read apStar row 0 as stored
         if uses_phot:
-            data["photometry"] = (phot.lookup(data["apogee_id"]) if phot is not None
-                                  else np.full((len(data["flux"]), 7), np.nan))
+            data.photometry = (phot.lookup(data.spec_id) if phot is not None
+                               else np.full((len(data), 7), np.nan))
         return data
 
     path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from yso_labels.runtime import resolve_device
+from yso_labels.core.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,14 @@ def setup(device: str = "auto") -> DistContext:
         torch.cuda.set_device(dev)
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=dev,
                        owns_group=owns)
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a ``torchrun`` job (the process group's rank when joined, else the
+    ``RANK`` that ``torchrun`` sets) and in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def teardown(ctx: DistContext) -> None:

@@ -1,7 +1,7 @@
 """``apogee-net evaluate``: the paper's Tables 2–3, σ calibration and figures for one model.
 
 Predicts every labelled spectrum of a store with perturbation uncertainties
-(:func:`apogee_net.uncertainty.perturbed_predict`), then writes to ``out``:
+(:func:`apogee_net.inference.uncertainty.perturbed_predict`), then writes to ``out``:
 
 - ``table2_mse.{fits,csv}`` (standardised MSE per group and split, Olney et al. 2020 Table 2),
 - ``table3_scatter.{fits,csv}`` (scatter and bias per label, group and split, Table 3),
@@ -11,7 +11,7 @@ Predicts every labelled spectrum of a store with perturbation uncertainties
 - ``pred_vs_label.png``, ``sigma_vs_snr.png``, ``kiel.png`` (Fig. 4 left and right, Fig. 3).
 
 ``apply_calibration`` stores the dev-split factors in the model checkpoint (``sigma_scale``
-in its meta); :mod:`apogee_net.predict` then scales every σ and records the factors in the
+in its meta); :mod:`apogee_net.inference.predict` then scales every σ and records the factors in the
 catalogue header.
 """
 
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from apogee_net import evalplots
-from apogee_net.evaluate import calibration, mse_table, scatter_table
-from apogee_net.predict import load_model
-from yso_labels.checkpoint import load_checkpoint, save_checkpoint
-from yso_labels.runtime import resolve_device
-from yso_labels.tables import provenance, write_table
+from apogee_net.evaluation import plots as evalplots
+from apogee_net.evaluation.metrics import calibration, mse_table, scatter_table
+from apogee_net.inference.predict import load_model
+from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.runtime import resolve_device
+from yso_labels.core.tables import provenance, write_table
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def predict_labelled(model, store, labels, realizations: int = 100, seed: int = 
                      photometry=None) -> Table:
     """Predictions with σ for every star of ``labels`` that has a spectrum in ``store``
     (APOGEE Net II: photometry from ``photometry`` or the label table's columns)."""
-    from apogee_net.apogeenet2 import check_arch
-    from apogee_net.photometry import labelled_photometry
-    from apogee_net.predict import perturbed_labels
-    from apogee_net.store import open_store
-    from apogee_net.store_dataset import join_labels, read_rows
+    from apogee_net.inference.predict import perturbed_labels
+    from apogee_net.network.apogeenet2 import check_arch
+    from apogee_net.network.photometry import labelled_photometry
+    from apogee_net.spectra.dataset import join_labels, read_rows
+    from apogee_net.spectra.store import open_store
 
     dev = resolve_device(device)
     lm = load_model(model, device=dev)

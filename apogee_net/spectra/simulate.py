@@ -4,7 +4,7 @@ Steps for each star (Olney et al. 2020 trained on raw apStar flux, so the simula
 the raw flux scale and the apStar pixel layout):
 
 1. Model flux on the 7214 ASPCAP pixels: The Payne's unnormalised emulator (FACTS §4,
-   :mod:`apogee_net.payne`) for [Teff, log g, [Fe/H], [α/Fe]], or, without the emulator
+   :mod:`apogee_net.spectra.emulator`) for [Teff, log g, [Fe/H], [α/Fe]], or, without the emulator
    file, the analytic fallback of :func:`analytic_spectra` (clearly labelled, with a warning).
 2. Placed on the 8575-pixel apStar grid at pixels 322:3242, 3648:6048, 6412:8306; every
    other pixel has no data (NaN, the DR17 convention).
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from apogee_net.apstar import CDELT1, CRVAL1, NPIX, aspcap_pixels, write_apstar
-from apogee_net.payne import PayneEmulator, evaluate, find_emulator, load_emulator
+from apogee_net.spectra.apstar import CDELT1, CRVAL1, NPIX, aspcap_pixels, write_apstar
+from apogee_net.spectra.emulator import PayneEmulator, evaluate, find_emulator, load_emulator
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +244,9 @@ def simulate_spectra(labels, emulator=None, snr=(50, 200), seed: int = 0,
                      star_index: np.ndarray | None = None) -> SimulatedSpectra:
     """Simulate apStar-grid spectra in memory for ``labels`` (see :func:`labels_array`).
 
-    ``emulator``: a path, a loaded :class:`~apogee_net.payne.PayneEmulator`, ``"analytic"``
-    or ``None`` (search, else the analytic fallback). ``snr``: ``(lo, hi)`` uniform range,
-    a number, or ``"lo:hi"``. ``h_mag``: H magnitudes (n,) or drawn uniform in
+    ``emulator``: a path, a loaded :class:`~apogee_net.spectra.emulator.PayneEmulator`,
+    ``"analytic"`` or ``None`` (search, else the analytic fallback). ``snr``: ``(lo, hi)``
+    uniform range, a number, or ``"lo:hi"``. ``h_mag``: H magnitudes (n,) or drawn uniform in
     :data:`H_RANGE`. ``star_index``: (n,) index of each star in its table (default 0..n-1;
     it seeds the per-star generators, so chunks reproduce a whole-table run).
     """
@@ -319,7 +319,7 @@ def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
     from astropy.table import Table
     from tqdm import tqdm
 
-    from yso_labels.tables import duplicated, provenance, read_table, write_table
+    from yso_labels.core.tables import duplicated, provenance, read_table, write_table
 
     lo_hi = parse_snr(snr)
     if convention not in ("dr17", "dr13"):

@@ -2,16 +2,16 @@
 
 :func:`fit` trains any model on any map-style dataset whose items (or batched
 ``__getitems__``) are dicts of arrays (``flux``, ``target``, optional ``error``, ``weight``…):
-Adam, mini-batches, evaluation on the dev set after each epoch, early stopping after
-``patience`` epochs without improvement keeping the best model (§3.3), a checkpoint every
-epoch (``last.pt``, with the optimizer state, for ``resume``), the best model in
-``model.pt`` (:mod:`yso_labels.checkpoint`), a CSV log, seeding, CPU/GPU, mixed precision on
-GPUs and data parallelism under ``torchrun`` (:mod:`apogee_net.distributed`).
+Adam (or SGD), mini-batches, evaluation on the dev set after each epoch, early stopping
+after ``patience`` epochs without improvement keeping the best model (§3.3), a checkpoint
+every epoch (``last.pt``, with the optimizer state, for ``resume``), the best model in
+``model.pt`` (:mod:`yso_labels.core.checkpoint`), a CSV log, seeding, CPU/GPU, mixed
+precision on GPUs and data parallelism under ``torchrun`` (:mod:`yso_labels.core.distributed`).
 
 The loss is ``loss_fn(output, batch) -> (batch,)`` per-sample loss; the loop reduces it as the
 weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` (weights from ``batch["weight"]``, else 1), identically on one
-process or many. :func:`train_apogee_net` is the APOGEE Net library call behind
-``apogee-net train``.
+process or many. APOGEE Net (:mod:`apogee_net.network.train`), its adaptation and the
+LAMOST Bayesian CNN train here.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import json
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from apogee_net import distributed
-from apogee_net.model import LABEL_NAMES, Moments, Preprocess, Standardiser, scale_flux
-from yso_labels.checkpoint import read_checkpoint, save_checkpoint
-from yso_labels.runtime import seed_everything
-from yso_labels.tables import atomic_path
+from yso_labels.core import distributed
+from yso_labels.core.atomic import atomic_write
+from yso_labels.core.checkpoint import read_checkpoint, save_checkpoint
+from yso_labels.core.runtime import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +74,6 @@ class TrainOptions:
             raise ValueError("invalid training option(s): "
                              + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
 
-    @classmethod
-    def from_kwargs(cls, **kwargs) -> TrainOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**kwargs)
-
 
 @dataclass
 class FitResult:
@@ -100,7 +89,7 @@ class FitResult:
 
 class ArrayDataset(torch.utils.data.Dataset):
     """In-memory dataset of spectra: items ``{"flux", "error", "target", "weight",
-    "index"}`` like :class:`apogee_net.store.SpectraDataset`, with a batched
+    "index"}`` like :class:`apogee_net.spectra.dataset.SpectraDataset`, with a batched
     ``__getitems__``. ``error`` defaults to ones (every pixel valid), ``weight`` to ones."""
 
     def __init__(self, flux, target, error=None, weight=None):
@@ -129,7 +118,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 
 def collate(items) -> dict[str, Any]:
     """Batch dict of tensors from a list of item dicts, an already batched dict, or the
-    list of :class:`apogee_net.store.SpectraDataset` (which carries ``.collated``)."""
+    list of :class:`apogee_net.spectra.dataset.SpectraDataset` (which carries ``.collated``)."""
     if getattr(items, "collated", None) is not None:
         items = items.collated
     if isinstance(items, Mapping):
@@ -160,7 +149,8 @@ def standardised_mse(output: torch.Tensor, batch: dict) -> torch.Tensor:
     return sq.sum(1) / present.sum(1).clamp(min=1)
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The tensors of ``batch`` moved to ``device`` (other values unchanged)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
             for k, v in batch.items()}
 
@@ -307,7 +297,7 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
 
 def _batch_losses(net, batch, loss_fn, prepare, autocast, device):
     """Per-sample losses of one batch and their weights (the batch's ``weight``, else 1)."""
-    batch = prepare(_to_device(batch, device))
+    batch = prepare(to_device(batch, device))
     with autocast:
         output = net(batch["input"])
     per = _per_sample(loss_fn(_as_float(output), batch), len(batch["input"]))
@@ -394,150 +384,13 @@ def _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state):
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
-    tmp, final = atomic_path(path)
-    try:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def read_log(path) -> list[dict[str, float]]:
     """The rows of a ``train_log.csv`` as dicts of floats."""
     with open(path) as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-# --------------------------------------------------------------------------- APOGEE Net
-def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> Standardiser:
-    """Per-pixel mean and std (ddof 0) of the scaled flux (:func:`apogee_net.model.scale_flux`)
-    over store ``rows``, streaming ``chunk`` rows at a time; pixels never with data get
-    mean 0, std 1."""
-    from apogee_net.store import open_store
-    from apogee_net.store_dataset import read_rows
-
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    with open_store(store) as h5:
-        moments = Moments(h5["flux"].shape[1])
-        for i in range(0, len(rows), chunk):
-            sel = rows[i:i + chunk]
-            flux = torch.from_numpy(read_rows(h5["flux"], sel).astype(np.float32, copy=False))
-            error = torch.from_numpy(read_rows(h5["error"], sel).astype(np.float32,
-                                                                         copy=False))
-            moments.add(scale_flux(flux, error, flux_norm).numpy())
-    return moments.standardiser(empty_ok=True)
-
-
-def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int = 128,
-                     lr: float = 1e-3, patience: int = 5, device: str = "auto", seed: int = 0,
-                     resume: bool = False, amp: bool = False, workers: int = 0,
-                     dropout: float = 0.1, flux_norm: str = "median",
-                     label_columns: Sequence[str] = LABEL_NAMES,
-                     progress: bool = True, arch: str = "apogeenet1",
-                     photometry=None) -> FitResult:
-    """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
-    or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
-    ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
-
-    Targets are standardised with the training split's mean and std (§3.1, stored in the
-    checkpoint with the per-pixel flux standardisation and the training label range);
-    the dev split drives early stopping (§3.3); the test split is scored at the end.
-    ``arch``: ``apogeenet1`` (Olney et al. 2020) or ``apogeenet2`` (Sprague et al. 2022:
-    photometry from ``photometry`` (table with ``apogee_id``) or the label table's own
-    parallax, G, BP, RP, J, H, K columns; Teff learnt as log10 Teff, hot stars allowed).
-    """
-    from apogee_net.apogeenet2 import build_for_arch
-    from apogee_net.photometry import WithPhotometry, labelled_photometry
-    from apogee_net.store import SpectraDataset, join_labels, open_store
-
-    out = Path(out)
-    if (out / BEST_NAME).exists() and not resume:
-        raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
-                              "continue it, or choose another --out")
-    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
-                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
-                           workers=workers, resume=resume, progress=progress)
-    label_columns = list(label_columns)
-    where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
-    rows, joined, report = join_labels(store, labels, label_columns=label_columns)
-    split = np.array([str(s).strip().lower() for s in joined["split"]])
-    targets = np.column_stack([np.asarray(joined[c], float) for c in label_columns])
-    parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "test")}
-    unknown = sorted(set(split) - set(parts))
-    if unknown:
-        raise ValueError(f"{where}: split values must be train, dev or test; "
-                         f"found {', '.join(unknown)}")
-    for name in ("train", "dev"):
-        if len(parts[name]) == 0:
-            raise ValueError(f"no '{name}' stars with spectra after joining {where} with "
-                             f"store {store} ({report['n_joined']} joined)")
-    train_t = targets[parts["train"]]
-    phot = (labelled_photometry(joined["apogee_id"], labels, photometry, where)
-            if arch == "apogeenet2" else None)
-    with open_store(store) as h5:
-        npix = int(h5["flux"].shape[1])
-        wave = np.asarray(h5["wavelength"][[0, -1]], float)
-    log.info("fitting the flux standardisation on %d training spectra", len(parts["train"]))
-    flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm)
-    seed_everything(seed)
-    model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
-                                 dropout, npix)
-    meta = {"label_names": label_columns, **prep.to_meta(),
-            "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
-            "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
-            "labels": where, "labels_path": None if hasattr(labels, "colnames") else str(labels),
-            "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
-            "arch": arch, "photometry_path": None if photometry is None or hasattr(
-                photometry, "colnames") else str(photometry),
-            "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)"}
-
-    def dataset(name):
-        idx = parts[name]
-        ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
-        return ds if phot is None else WithPhotometry(ds, phot[idx])
-
-    result = fit(model, dataset("train"), dataset("dev"), standardised_mse, out, options, meta,
-                 prepare=prep)
-    if len(parts["test"]) and int(os.environ.get("RANK", "0")) == 0:
-        metrics = score(model, dataset("test"), prep, label_columns, options)
-        log.info("test split: %s", json.dumps(metrics))
-        tmp, final = atomic_path(out / "test_metrics.json")
-        tmp.write_text(json.dumps(metrics, indent=1))
-        os.replace(tmp, final)
-    return result
-
-
-def predict_dataset(model, dataset, prep: Preprocess, batch_size: int = 256,
-                    device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Plain predictions (physical units) and targets of every item of ``dataset``."""
-    from yso_labels.runtime import resolve_device
-
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    preds, targets = [], []
-    with torch.inference_mode():
-        for batch in loader:
-            batch = _to_device(batch, dev)
-            z = model(prep({k: v for k, v in batch.items() if k != "target"})["input"])
-            preds.append(prep.labels(z.double()).cpu().numpy())
-            targets.append(batch["target"].double().cpu().numpy())
-    return np.concatenate(preds), np.concatenate(targets)
-
-
-def score(model, dataset, prep: Preprocess, label_names: Sequence[str],
-          options: TrainOptions | None = None) -> dict[str, dict[str, float]]:
-    """Per-label bias (mean of prediction − label), scatter (its standard deviation, the
-    statistic of Olney et al. 2020 Table 3) and RMSE, in label units."""
-    pred, target = predict_dataset(model, dataset, prep,
-                                   device=options.device if options else "auto")
-    diff = pred - target
-    return {name: {"n": int(np.isfinite(diff[:, j]).sum()),
-                   "bias": float(np.nanmean(diff[:, j])),
-                   "scatter": float(np.nanstd(diff[:, j])),
-                   "rmse": float(np.sqrt(np.nanmean(diff[:, j] ** 2)))}
-            for j, name in enumerate(label_names)}

@@ -1,0 +1,155 @@
+"""Training APOGEE Net on a spectra store (Olney et al. 2020 §3.3): the library call behind
+``apogee-net train``. The loop itself is the toolkit's one training loop,
+:func:`yso_labels.core.training.fit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from apogee_net.network.apogeenet2 import build_for_arch
+from apogee_net.network.model import LABEL_NAMES, Preprocess, scale_flux
+from apogee_net.network.photometry import WithPhotometry, labelled_photometry
+from apogee_net.spectra.dataset import SpectraDataset, join_labels, read_rows
+from apogee_net.spectra.store import open_store
+from yso_labels.core import distributed
+from yso_labels.core.atomic import write_json
+from yso_labels.core.runtime import resolve_device, seed_everything
+from yso_labels.core.scaling import Moments, Standardiser
+from yso_labels.core.training import (
+    BEST_NAME,
+    FitResult,
+    TrainOptions,
+    collate,
+    fit,
+    standardised_mse,
+    to_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- APOGEE Net
+def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> Standardiser:
+    """Per-pixel mean and std (ddof 0) of the scaled flux
+    (:func:`apogee_net.network.model.scale_flux`) over store ``rows``, streaming ``chunk``
+    rows at a time; pixels never with data get mean 0, std 1."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    with open_store(store) as h5:
+        moments = Moments(h5["flux"].shape[1])
+        for i in range(0, len(rows), chunk):
+            sel = rows[i:i + chunk]
+            flux = torch.from_numpy(read_rows(h5["flux"], sel).astype(np.float32, copy=False))
+            error = torch.from_numpy(read_rows(h5["error"], sel).astype(np.float32,
+                                                                         copy=False))
+            moments.add(scale_flux(flux, error, flux_norm).numpy())
+    return moments.standardiser(empty_ok=True)
+
+
+def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int = 128,
+                     lr: float = 1e-3, patience: int = 5, device: str = "auto", seed: int = 0,
+                     resume: bool = False, amp: bool = False, workers: int = 0,
+                     dropout: float = 0.1, flux_norm: str = "median",
+                     label_columns: Sequence[str] = LABEL_NAMES,
+                     progress: bool = True, arch: str = "apogeenet1",
+                     photometry=None) -> FitResult:
+    """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
+    or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
+    ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
+
+    Targets are standardised with the training split's mean and std (§3.1, stored in the
+    checkpoint with the per-pixel flux standardisation and the training label range);
+    the dev split drives early stopping (§3.3); the test split is scored at the end.
+    ``arch``: ``apogeenet1`` (Olney et al. 2020) or ``apogeenet2`` (Sprague et al. 2022:
+    photometry from ``photometry`` (table with ``apogee_id``) or the label table's own
+    parallax, G, BP, RP, J, H, K columns; Teff learnt as log10 Teff, hot stars allowed).
+    """
+    out = Path(out)
+    if (out / BEST_NAME).exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
+                              "continue it, or choose another --out")
+    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
+                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
+                           workers=workers, resume=resume, progress=progress)
+    label_columns = list(label_columns)
+    where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
+    rows, joined, report = join_labels(store, labels, label_columns=label_columns)
+    split = np.array([str(s).strip().lower() for s in joined["split"]])
+    targets = np.column_stack([np.asarray(joined[c], float) for c in label_columns])
+    parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "test")}
+    unknown = sorted(set(split) - set(parts))
+    if unknown:
+        raise ValueError(f"{where}: split values must be train, dev or test; "
+                         f"found {', '.join(unknown)}")
+    for name in ("train", "dev"):
+        if len(parts[name]) == 0:
+            raise ValueError(f"no '{name}' stars with spectra after joining {where} with "
+                             f"store {store} ({report['n_joined']} joined)")
+    train_t = targets[parts["train"]]
+    phot = (labelled_photometry(joined["apogee_id"], labels, photometry, where)
+            if arch == "apogeenet2" else None)
+    with open_store(store) as h5:
+        npix = int(h5["flux"].shape[1])
+        wave = np.asarray(h5["wavelength"][[0, -1]], float)
+    log.info("fitting the flux standardisation on %d training spectra", len(parts["train"]))
+    flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm)
+    seed_everything(seed)
+    model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
+                                 dropout, npix)
+    meta = {"label_names": label_columns, **prep.to_meta(),
+            "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
+            "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
+            "labels": where, "labels_path": None if hasattr(labels, "colnames") else str(labels),
+            "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
+            "arch": arch, "photometry_path": None if photometry is None or hasattr(
+                photometry, "colnames") else str(photometry),
+            "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)"}
+
+    def dataset(name):
+        idx = parts[name]
+        ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        return ds if phot is None else WithPhotometry(ds, phot[idx])
+
+    result = fit(model, dataset("train"), dataset("dev"), standardised_mse, out, options, meta,
+                 prepare=prep)
+    if len(parts["test"]) and distributed.is_main_process():
+        metrics = score(model, dataset("test"), prep, label_columns, options)
+        log.info("test split: %s", metrics)
+        write_json(out / "test_metrics.json", metrics)
+    return result
+
+
+def predict_dataset(model, dataset, prep: Preprocess, batch_size: int = 256,
+                    device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Plain predictions (physical units) and targets of every item of ``dataset``."""
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    preds, targets = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = to_device(batch, dev)
+            z = model(prep({k: v for k, v in batch.items() if k != "target"})["input"])
+            preds.append(prep.labels(z.double()).cpu().numpy())
+            targets.append(batch["target"].double().cpu().numpy())
+    return np.concatenate(preds), np.concatenate(targets)
+
+
+def score(model, dataset, prep: Preprocess, label_names: Sequence[str],
+          options: TrainOptions | None = None) -> dict[str, dict[str, float]]:
+    """Per-label bias (mean of prediction − label), scatter (its standard deviation, the
+    statistic of Olney et al. 2020 Table 3) and RMSE, in label units."""
+    pred, target = predict_dataset(model, dataset, prep,
+                                   device=options.device if options else "auto")
+    diff = pred - target
+    return {name: {"n": int(np.isfinite(diff[:, j]).sum()),
+                   "bias": float(np.nanmean(diff[:, j])),
+                   "scatter": float(np.nanstd(diff[:, j])),
+                   "rmse": float(np.sqrt(np.nanmean(diff[:, j] ** 2)))}
+            for j, name in enumerate(label_names)}
