@@ -11,6 +11,7 @@ from astropy.table import Table
 
 from yso_labels import photcnn
 from yso_labels.cli import main
+from yso_labels.core import training
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.tables import TableError, read_table
 from yso_labels.isochrones import load_isochrones
@@ -96,9 +97,9 @@ def test_same_seed_same_model_and_resume(samples, tmp_path, monkeypatch):
     a = train_photcnn(small, tmp_path / "a.pt", seed=3, epochs=4, patience=10, device="cpu")
     b = train_photcnn(small, tmp_path / "b.pt", seed=3, epochs=4, patience=10, device="cpu")
     assert a["history"] == b["history"]
-    # interrupt after epoch 2, then rerun: resumes from <out>.partial, same result
+    # interrupt during epoch 3, then rerun: resumes from <out>.partial/last.pt, same result
     calls = {"n": 0}
-    real = photcnn._dev_loss
+    real = training._evaluate
 
     def flaky(*args):
         calls["n"] += 1
@@ -106,11 +107,18 @@ def test_same_seed_same_model_and_resume(samples, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(photcnn, "_dev_loss", flaky)
+    monkeypatch.setattr(training, "_evaluate", flaky)
     with pytest.raises(KeyboardInterrupt):
         train_photcnn(small, tmp_path / "c.pt", seed=3, epochs=4, patience=10, device="cpu")
-    assert (tmp_path / "c.pt.partial").exists() and not (tmp_path / "c.pt").exists()
-    monkeypatch.setattr(photcnn, "_dev_loss", real)
+    assert (tmp_path / "c.pt.partial" / "last.pt").exists() and not (tmp_path / "c.pt").exists()
+    monkeypatch.setattr(training, "_evaluate", real)
+    # the shared loop's resume rule: a partial run written with other options raises
+    with pytest.raises(ValueError, match="other options.*lr"):
+        train_photcnn(small, tmp_path / "c.pt", seed=3, epochs=4, patience=10, lr=1e-3,
+                      device="cpu")
+    with pytest.raises(ValueError, match="other options.*n_rows"):
+        train_photcnn(small[:500], tmp_path / "c.pt", seed=3, epochs=4, patience=10,
+                      device="cpu")
     c = train_photcnn(small, tmp_path / "c.pt", seed=3, epochs=4, patience=10, device="cpu")
     assert [h["dev"] for h in c["history"]] == pytest.approx([h["dev"] for h in a["history"]],
                                                              rel=1e-6)

@@ -11,10 +11,9 @@ photometry and flags rows outside the synthetic training domain.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import time
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +24,9 @@ from torch import nn
 
 from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
 from yso_labels.core.runtime import resolve_device, seed_everything
+from yso_labels.core.scaling import Standardiser
 from yso_labels.core.tables import TableError, read_meta, read_table
+from yso_labels.core.training import ArrayDataset, TrainOptions, fit, standardised_mse
 from yso_labels.isochrones import BANDS
 from yso_labels.synthetic import LIMITS, REPORT_RULES, apply_limits, distance_modulus
 
@@ -171,10 +172,13 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
                   max_rows: int | None = None, resume: bool = True) -> dict:
     """Train the photometric CNN on a synthetic table; write the checkpoint ``out``.
 
-    Adam on the mean squared error of standardised outputs, learning rate halved after
-    ``patience // 3`` epochs without dev improvement, early stop after ``patience``; the
-    best dev weights are kept. A ``<out>.partial`` checkpoint is written each epoch and
-    resumed from when the same options are given again. Returns the checkpoint ``meta``.
+    Trains with the toolkit's one loop (:func:`yso_labels.core.training.fit`): Adam on the
+    mean squared error of standardised outputs (:class:`yso_labels.core.scaling.Standardiser`
+    fitted on the training rows), learning rate halved after ``patience // 3`` epochs
+    without dev improvement, early stop after ``patience``; the best dev weights are kept.
+    The run's state is kept in the directory ``<out>.partial`` (``last.pt`` every epoch) and
+    resumed from when ``resume`` (a run written with other options raises). Returns the
+    checkpoint ``meta``.
     """
     table = _read(train_table, "training table")
     where = ("training table" if isinstance(train_table, Table)
@@ -191,38 +195,21 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
     if len(x) < 20:
         raise ValueError(f"{where}: {len(x)} rows are too few to train on")
     rng = seed_everything(seed)
-    device = resolve_device(device)
     perm = rng.permutation(len(x))
     n_dev = max(int(round(dev_fraction * len(x))), 1)
     dev_idx, tr_idx = perm[:n_dev], perm[n_dev:]
-    x_mean, x_std = x[tr_idx].mean(0), x[tr_idx].std(0)
-    x_std[x_std == 0] = 1.0
-    y_mean, y_std = y[tr_idx].mean(0), y[tr_idx].std(0)
-    y_std[y_std == 0] = 1.0
-
-    def tensor(a, idx, mean, std):
-        return torch.as_tensor((a[idx] - mean) / std, dtype=torch.float32, device=device)
-
-    xt, yt = tensor(x, tr_idx, x_mean, x_std), tensor(y, tr_idx, y_mean, y_std)
-    xd, yd = tensor(x, dev_idx, x_mean, x_std), tensor(y, dev_idx, y_mean, y_std)
+    x_scaler, y_scaler = Standardiser.fit(x[tr_idx]), Standardiser.fit(y[tr_idx])
+    xs, ys = x_scaler.transform(x), y_scaler.transform(y)
     arch = {"n_inputs": x.shape[1], "n_outputs": len(OUTPUTS), "channels": list(channels),
             "hidden": hidden}
     options = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                "dev_fraction": dev_fraction, "patience": patience, "n_rows": len(x),
                "use_radius_lum": use_radius_lum, **arch}
-    model = PhotCNN(**arch).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5,
-                                                       patience=max(patience // 3, 1))
-    gen = torch.Generator().manual_seed(seed)
-    state = {"epoch": 0, "best": float("inf"), "best_epoch": 0, "bad": 0, "history": [],
-             "best_state": None, "elapsed": 0.0}
-    partial = Path(f"{out}.partial")
-    if resume and partial.exists():
-        state = _resume(partial, options, model, opt, sched, gen) or state
+    model = PhotCNN(**arch)
     meta = {"bands": bands, "features": feature_names(bands, use_radius_lum),
-            "outputs": list(OUTPUTS), "x_mean": x_mean.tolist(), "x_std": x_std.tolist(),
-            "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
+            "outputs": list(OUTPUTS), "x_mean": x_scaler.mean.tolist(),
+            "x_std": x_scaler.std.tolist(), "y_mean": y_scaler.mean.tolist(),
+            "y_std": y_scaler.std.tolist(),
             "x_min": x.min(0).tolist(), "x_max": x.max(0).tolist(),
             "use_radius_lum": use_radius_lum, "limits": {b: LIMITS[b] for b in bands},
             "report_rules": dict(REPORT_RULES), "seed": seed, "options": options,
@@ -230,83 +217,32 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
             str(table.meta.get("GRIDSRC", "")), "mh": str(table.meta.get("MH", "")),
             "training_data": str(train_table) if not isinstance(train_table, Table)
             else "table in memory", "training_seed": str(table.meta.get("SEED", ""))}
-    t0 = time.perf_counter() - state["elapsed"]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(state["epoch"], epochs), desc="photcnn", unit="epoch",
-               initial=state["epoch"], total=epochs, disable=None)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(xt), generator=gen).to(device)
-        total = 0.0
-        for i in range(0, len(xt), batch_size):
-            idx = order[i:i + batch_size]
-            loss = nn.functional.mse_loss(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        dev_loss = _dev_loss(model, xd, yd)
-        sched.step(dev_loss)
-        state["history"].append({"epoch": epoch + 1, "train": total / len(xt),
-                                 "dev": dev_loss, "lr": opt.param_groups[0]["lr"]})
-        if dev_loss < state["best"]:
-            state.update(best=dev_loss, best_epoch=epoch + 1, bad=0,
-                         best_state=copy.deepcopy(model.state_dict()))
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch + 1
-        state["elapsed"] = time.perf_counter() - t0
-        bar.set_postfix(train=f"{total / len(xt):.4f}", dev=f"{dev_loss:.4f}")
-        log.info("epoch %d: train %.5f dev %.5f", epoch + 1, total / len(xt), dev_loss)
-        stop = state["bad"] >= patience
-        _save_partial(partial, model, arch, options, opt, sched, gen, state)
-        if stop:
-            log.info("early stop at epoch %d (best %d)", epoch + 1, state["best_epoch"])
-            break
-    bar.close()
-    model.load_state_dict(state["best_state"])
-    meta.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"],
-                dev_loss=state["best"], train_seconds=round(time.perf_counter() - t0, 2),
-                history=state["history"], device=str(device))
+    train_options = TrainOptions(batch_size=batch_size, lr=lr, dropout=0.0, patience=patience,
+                                 max_epochs=epochs, seed=seed, device=device, resume=resume,
+                                 lr_plateau=max(patience // 3, 1), progress=False)
+    partial = Path(f"{out}.partial")
+    result = fit(model, ArrayDataset(xs[tr_idx], ys[tr_idx]), ArrayDataset(xs[dev_idx],
+                                                                           ys[dev_idx]),
+                 standardised_mse, partial, train_options,
+                 {**meta, "resume_key": {k: v for k, v in options.items()
+                                         if k not in ("epochs", "patience")}},
+                 prepare=_prepare, arch_kwargs=arch)
+    history = [{"epoch": h["epoch"], "train": h["train_loss"], "dev": h["dev_loss"],
+                "lr": h["lr"]} for h in result.history]
+    meta.update(best_epoch=result.best_epoch, epochs_run=len(history),
+                dev_loss=result.best_loss,
+                train_seconds=round(sum(h["seconds"] for h in result.history), 2),
+                history=history, device=str(resolve_device(device)))
     save_checkpoint(out, model, arch, meta)
-    partial.unlink(missing_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)
     return meta
 
 
-def _dev_loss(model: nn.Module, xd: torch.Tensor, yd: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(sum(nn.functional.mse_loss(model(xd[i:i + 8192]), yd[i:i + 8192],
-                                                reduction="sum")
-                         for i in range(0, len(xd), 8192)) / yd.numel())
-
-
-def _save_partial(path, model, arch, options, opt, sched, gen, state) -> None:
-    training = {"options": options, "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), **state}
-    save_checkpoint(path, model, arch, {"partial": True}, training=training)
-
-
-def _resume(path, options, model, opt, sched, gen) -> dict | None:
-    try:
-        _, ckpt = load_checkpoint(path, expect=PhotCNN)
-    except ValueError as exc:
-        log.warning("ignoring %s: %s", path, exc)
-        return None
-    training = ckpt.get("training") or {}
-    if training.get("options") != options:
-        log.warning("ignoring %s: written with other options", path)
-        return None
-    model.load_state_dict(ckpt["state_dict"])
-    opt.load_state_dict(training["optimizer"])
-    sched.load_state_dict(training["scheduler"])
-    gen.set_state(training["generator"])
-    torch.set_rng_state(training["torch_rng"])
-    log.info("resuming %s at epoch %d", path, training["epoch"])
-    return {k: training[k] for k in ("epoch", "best", "best_epoch", "bad", "history",
-                                     "best_state", "elapsed")}
+def _prepare(batch: dict) -> dict:
+    """Network input of :func:`yso_labels.core.training.fit`: the standardised feature
+    vector ``(batch, n_inputs)`` (:meth:`PhotCNN.forward` adds the channel axis)."""
+    batch["input"] = batch["flux"].float()
+    return batch
 
 
 # -------------------------------------------------------------------------- prediction

@@ -48,7 +48,8 @@ class TrainOptions:
     ``batch_size`` is the global batch (split over the processes under ``torchrun``);
     ``optimizer``: ``adam`` (default here) or ``sgd`` (the paper's text); ``amp``: bf16
     (fp16 with loss scaling where bf16 is unsupported) autocast on GPUs, ignored on the
-    CPU; ``workers``: DataLoader worker processes.
+    CPU; ``workers``: DataLoader worker processes; ``lr_plateau``: halve the learning rate
+    after this many epochs without a better dev loss (0: constant learning rate).
     """
 
     batch_size: int = 128
@@ -63,12 +64,14 @@ class TrainOptions:
     resume: bool = False
     optimizer: str = "adam"
     progress: bool = True
+    lr_plateau: int = 0
 
     def __post_init__(self):
         checks = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0,
                   "dropout": 0 <= self.dropout < 1, "patience": self.patience >= 1,
                   "max_epochs": self.max_epochs >= 1, "workers": self.workers >= 0,
-                  "optimizer": self.optimizer in ("adam", "sgd")}
+                  "optimizer": self.optimizer in ("adam", "sgd"),
+                  "lr_plateau": self.lr_plateau >= 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError("invalid training option(s): "
@@ -211,6 +214,9 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
     opt_cls = torch.optim.Adam if options.optimizer == "adam" else torch.optim.SGD
     optimizer = opt_cls(model.parameters(), lr=options.lr)
     autocast, scaler = _autocast(device, options.amp)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                          patience=options.lr_plateau)
+               if options.lr_plateau else None)
     if options.amp and device.type != "cuda":
         log.info("mixed precision (--amp) needs a GPU: ignored on %s", device)
 
@@ -219,7 +225,8 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
     best_state = None
     last_path, best_path = out_dir / LAST_NAME, out_dir / BEST_NAME
     if options.resume and last_path.exists():
-        best_state = _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state)
+        best_state = _resume(last_path, best_path, model, optimizer, scaler, plateau,
+                             arch_kwargs, _resume_key(options, meta), state)
         log.info("resuming %s after epoch %d (best dev loss %.5g at epoch %d)", out_dir,
                  state["epoch"], state["best_loss"], state["best_epoch"])
     elif options.resume:
@@ -259,6 +266,8 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
         if not np.isfinite(dev_loss):
             raise ValueError(f"training diverged at epoch {epoch} (dev loss {dev_loss}); "
                              "try a smaller learning rate")
+        if plateau is not None:
+            plateau.step(dev_loss)
         improved = dev_loss < state["best_loss"]
         if improved:
             state.update(best_loss=dev_loss, best_epoch=epoch, bad_epochs=0)
@@ -282,7 +291,8 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
                 save_checkpoint(best_path, model, arch_kwargs, full_meta, training)
             save_checkpoint(last_path, model, arch_kwargs, full_meta, {
                 **state, "optimizer": optimizer.state_dict(),
-                "grad_scaler": scaler.state_dict() if scaler is not None else None})
+                "grad_scaler": scaler.state_dict() if scaler is not None else None,
+                "lr_plateau": plateau.state_dict() if plateau is not None else None})
             _write_log(out_dir / LOG_NAME, state["history"])
         distributed.barrier(ctx)
     if state["finished"]:
@@ -366,11 +376,38 @@ def _cpu_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state):
+#: Training options that must be the same to resume a run (``patience``, ``max_epochs``,
+#: ``device``, ``workers``, ``amp`` and ``progress`` may change between the two calls).
+RESUME_OPTIONS = ("batch_size", "lr", "dropout", "seed", "optimizer", "lr_plateau")
+
+
+def _resume_key(options: TrainOptions, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote ``last.pt``: the
+    :data:`RESUME_OPTIONS` and the caller's ``meta["resume_key"]`` (e.g. the data options)."""
+    opts = asdict(options)
+    return {"options": {k: opts[k] for k in RESUME_OPTIONS},
+            "caller": meta.get("resume_key")}
+
+
+def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs, key,
+            state):
     ckpt = read_checkpoint(last_path)
     if ckpt["arch_kwargs"] != arch_kwargs:
         raise ValueError(f"cannot resume from {last_path}: it holds a model with "
                          f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
+    saved_opts = ckpt["meta"].get("train_options", {})
+    saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
+                         for k in RESUME_OPTIONS},
+             "caller": ckpt["meta"].get("resume_key")}
+    if saved != key:
+        diff = [f"{name}: {saved[part].get(name) if saved[part] else None!r} there, "
+                f"{key[part].get(name) if key[part] else None!r} now"
+                for part in ("options", "caller")
+                for name in sorted(set(saved[part] or {}) | set(key[part] or {}))
+                if (saved[part] or {}).get(name) != (key[part] or {}).get(name)]
+        raise ValueError(f"cannot resume from {last_path}: it was written with other options "
+                         f"({'; '.join(diff)}); rerun with the same options, or delete "
+                         f"{last_path.parent} to start again")
     training = ckpt.get("training") or {}
     if "optimizer" not in training:
         raise ValueError(f"cannot resume from {last_path}: it has no optimizer state")
@@ -378,6 +415,8 @@ def _resume(last_path, best_path, model, optimizer, scaler, arch_kwargs, state):
     optimizer.load_state_dict(training["optimizer"])
     if scaler is not None and training.get("grad_scaler"):
         scaler.load_state_dict(training["grad_scaler"])
+    if plateau is not None and training.get("lr_plateau"):
+        plateau.load_state_dict(training["lr_plateau"])
     for key in state:
         state[key] = copy.deepcopy(training[key])
     return read_checkpoint(best_path)["state_dict"] if best_path.exists() else None
