@@ -2,8 +2,9 @@
 
 Each submodule of this package registers its subcommands with ``register(subparsers)``;
 each subcommand is a few lines that call one library function with the same keywords.
-:func:`run` is shared with ``apogee-net``: it turns expected failures (bad input, missing
-files, no network) into one line on stderr and a non-zero exit code, without a traceback.
+:func:`run` is shared with ``apogee-net``: it turns expected failures into one line on
+stderr and a non-zero exit code, without a traceback (:func:`expected_error`); anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from yso_labels import __version__
 
@@ -60,6 +62,33 @@ def device_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
 
 
+#: Where the toolkit's own code lives: a ``ValueError`` raised here is a message for the user.
+_PACKAGE_DIRS = tuple(str(Path(__file__).resolve().parents[2] / name) for name in
+                      ("yso_labels", "apogee_net"))
+#: Failures of the user's files and of the network, reported as one line.
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                PermissionError, ConnectionError, TimeoutError)
+
+
+def expected_error(exc: BaseException) -> bool:
+    """True for a failure the user can act on: :class:`CLIError`; an error class of the
+    toolkit (``TableError``, ``StoreError``, ``ApStarError``, ``CatalogError``, …); a
+    ``ValueError`` raised by the toolkit's own code (its messages name the file, row or
+    option); a missing or unwritable file; the network. A ``KeyError``, ``TypeError``, an
+    ``OSError`` of another kind, or a ``ValueError`` from inside numpy/torch/astropy is a
+    bug: the CLI lets it through with its traceback."""
+    if isinstance(exc, (CLIError, *_FILE_ERRORS)):
+        return True
+    if type(exc).__module__.startswith(("yso_labels", "apogee_net")):
+        return True
+    if type(exc) is ValueError:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIRS)
+    return False
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv``, call the chosen subcommand, map expected errors to exit codes."""
     args = parser.parse_args(argv)
@@ -71,7 +100,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except CLIError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.code
-    except (ValueError, FileNotFoundError, KeyError, OSError, ConnectionError) as exc:
+    except Exception as exc:
+        if not expected_error(exc):
+            raise
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
