@@ -1,9 +1,9 @@
 """APOGEE Net label recovery on Payne-emulated spectra, and prediction throughput.
 
-Simulates ``--n`` apStar-grid spectra with The Payne's unnormalised emulator (FACTS §4; labels
-spanning red giants and dwarfs, SNR 50–200), writes them to a store, trains APOGEE Net with
-``train_apogee_net`` (the code behind ``apogee-net train``; 80/10/10 train/dev/test), and
-prints, side by side:
+Simulates ``--n`` apStar-grid spectra with The Payne's unnormalised emulator (Ting et al.
+2019; labels spanning red giants and dwarfs, SNR 50–200), writes them to a store, trains
+APOGEE Net with ``train_apogee_net`` (the code behind ``apogee-net train``; 80/10/10
+train/dev/test), and prints, side by side:
 
 - the test-split scatter per label against Olney et al. (2020) Table 3, full sample, test
   (184 K, 0.216 dex, 0.091 dex), and against a ridge regression on the same inputs;

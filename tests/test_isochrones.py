@@ -168,7 +168,7 @@ def test_join_cmd_files_of_two_systems(tmp_path):
 
 
 def test_cmd_wise_columns_of_a_2mass_spitzer_wise_file(tmp_path):
-    """A CMD file of the 2MASS+Spitzer+WISE system gives W1–W3 (FACTS §2: ``W1mag W2mag
+    """A CMD file of the 2MASS+Spitzer+WISE system gives W1–W3 (CMD 3.x output: ``W1mag W2mag
     W3mag``), joined with the Gaia file on age and initial mass."""
     src = shared_file(*CMD).read_text()
     wise = src.replace("Gaia EDR3 (all Vegamags, Gaia passbands from ESA/Gaia website)",

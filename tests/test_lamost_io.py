@@ -1,4 +1,4 @@
-"""LAMOST readers (both layouts, gzip, headers) and ingest into the store (FACTS §5)."""
+"""LAMOST readers (both layouts, gzip, headers) and ingest into the store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Robust loss (FACTS §6 test vector), the Bayesian CNN, MC-dropout inference, and the
+"""Robust loss (astroNN test vector), the Bayesian CNN, MC-dropout inference, and the
 LAMOST ingest → labels → train → predict chain through the CLI."""
 
 from __future__ import annotations

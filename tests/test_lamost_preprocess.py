@@ -1,4 +1,4 @@
-"""LAMOST preprocessing: The Cannon's continuum (FACTS §5 test vector), flux-conserving
+"""LAMOST preprocessing: The Cannon's continuum (The Cannon 0.7.3 test vector), flux-conserving
 resampling with ivar propagation, rest frame, cosmic rays, bad input."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from apogee_net.lamost.preprocess import (
     rest_frame,
 )
 
-# FACTS §5: The Cannon 0.7.3 on the LAMOST log-linear grid
+# The Cannon 0.7.3 (Ho et al. 2017) on the LAMOST log-linear grid
 REF_PIXELS = [0, 110, 1000, 2000, 3908]
 REF_CONT = [700.44511318, 700.77699507, 866.71354960, 1259.17870635, 716.31250105]
 

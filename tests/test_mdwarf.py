@@ -1,4 +1,4 @@
-"""M-dwarf relations (Olney et al. 2020 §2.3.1, FACTS §1) against the published labels."""
+"""M-dwarf relations (Olney et al. 2020 §2.3.1) against the published labels."""
 
 import numpy as np
 import pytest

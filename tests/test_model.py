@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 def test_published_parameter_count_and_shapes():
     model = APOGEENet()
-    # 4,655,275 parameters for 1 channel and 3 targets (astra peer code, FACTS §3)
+    # 4,655,275 parameters for 1 channel and 3 targets (astra peer code)
     assert count_parameters(model) == 4_655_275
     assert model.n_flat == 64 * 133
     assert [c.out_channels for c in model.convs] == [8, 8, 16, 16, 16, 16, 32, 32, 32, 32,

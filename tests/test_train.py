@@ -279,7 +279,7 @@ def test_train_apogee_net_cli(tmp_path):
 
 
 class TwoHeads(torch.nn.Module):
-    """Value and log-variance heads, as the LAMOST Bayesian CNN (FACTS §6)."""
+    """Value and log-variance heads, as the LAMOST Bayesian CNN (Li et al. §2.1)."""
 
     def __init__(self):
         super().__init__()

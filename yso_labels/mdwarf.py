@@ -1,7 +1,7 @@
 """Photometric labels for M dwarfs (Olney et al. 2020 §2.3.1).
 
 Three relations, each a pure vectorised function of magnitudes (mag), with two named
-coefficient sets (see ``../shared/FACTS.md`` §1):
+coefficient sets:
 
 ``released`` (default)
     What the authors ran to make their released training labels: Hejazi A1 = −14.2959,

@@ -2,10 +2,11 @@
 
 Each of N realizations (100 in the paper) adds Gaussian noise N(0, σ_pixel) to the flux,
 with σ the pixel's error capped at 5 × the mean error of the spectrum (mean over pixels with
-data; FACTS §3 — the astra code uses the median and keeps draw 0 noiseless, we follow the
-paper's text); pixels without data are left unperturbed (they enter the network as 0). All
-realizations go through the network; the label is the mean over realizations and its
-uncertainty the standard deviation (ddof 0, as for the MC-dropout ensembles of FACTS §6).
+data; SDSS's astra code, ``astra.contrib.apogeenet``, uses the median and keeps draw 0
+noiseless, we follow the paper's text); pixels without data are left unperturbed (they
+enter the network as 0). All realizations go through the network; the label is the mean
+over realizations and its uncertainty the standard deviation (ddof 0, as for astroNN's
+MC-dropout ensembles, Leung & Bovy 2019).
 
 The work is batched across stars and realizations: a chunk of stars is expanded to a
 ``(stars × N, 1, npix)`` tensor and passed through the network in slices of at most

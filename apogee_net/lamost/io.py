@@ -1,4 +1,5 @@
-"""Read LAMOST low-resolution (LRS) spectra in both published layouts (FACTS §5).
+"""Read LAMOST low-resolution (LRS) spectra in both published layouts (LAMOST DR1–DR8
+image HDU; DR9+ ``COADD`` table).
 
 * DR1–DR8 "image" layout: primary HDU of shape (5, N), rows flux, inverse variance,
   wavelength (DR1 files name the third row ``Subcontinuum`` instead, see ``EXTEN0``),
@@ -74,7 +75,8 @@ class LamostSpectrum:
 
 
 def log_linear_wavelength(coeff0: float, coeff1: float, npix: int) -> np.ndarray:
-    """LAMOST wavelength grid λ_i = 10^(COEFF0 + COEFF1·i) in Å (FACTS §5), float64."""
+    """LAMOST wavelength grid λ_i = 10^(COEFF0 + COEFF1·i) in Å (LAMOST
+    header keywords), float64."""
     return 10.0 ** (float(coeff0) + float(coeff1) * np.arange(npix, dtype=np.float64))
 
 

@@ -1,4 +1,5 @@
-"""The robust loss of astroNN's Bayesian CNNs, as used by Li et al. (eq. 1; FACTS §6).
+"""The robust loss of astroNN's Bayesian CNNs, as used by Li et al. (eq. 1; Leung &
+Bovy 2019).
 
 Per label: V = exp(s) + σ_known², J = ½((y − ŷ)²/V + ln V), with s the predicted log
 variance and σ_known the label's own uncertainty (label units, or standardised units when
@@ -25,12 +26,12 @@ def missing_mask(y: torch.Tensor) -> torch.Tensor:
 def robust_loss(y: torch.Tensor, y_pred: torch.Tensor, log_var: torch.Tensor,
                 y_err: torch.Tensor | None = None, weight: torch.Tensor | None = None
                 ) -> torch.Tensor:
-    """Per-star robust loss (astroNN ``robust_mse``; Li et al. eq. 1; FACTS §6).
+    """Per-star robust loss (astroNN ``robust_mse``; Li et al. eq. 1).
 
     ``y``, ``y_pred``, ``log_var`` (ln of the predictive variance) and ``y_err`` (known
     label σ; NaN/−9999 read as 0) have shape (n_stars, n_labels); ``weight`` (n_stars,)
     multiplies each star's loss. Returns shape (n_stars,); a star with no label present
-    gets 0. Reproduces the FACTS §6 test vector ([0.49393922, 0.04508719]).
+    gets 0. Reproduces astroNN's values on a hand-checked test vector ([0.49393922, 0.04508719]).
     """
     y = torch.as_tensor(y)
     dtype = torch.promote_types(y.dtype, torch.float32) if y.is_floating_point() else \

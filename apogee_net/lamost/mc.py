@@ -1,4 +1,5 @@
-"""Monte Carlo dropout prediction (Gal & Ghahramani 2016; astroNN; Li et al. §2.1, FACTS §6).
+"""Monte Carlo dropout prediction (Gal & Ghahramani 2016; astroNN, Leung & Bovy
+2019; Li et al. §2.1).
 
 T stochastic forward passes with dropout on (T = 100 in Li et al.). For each label:
 
@@ -57,7 +58,8 @@ class MCResult:
 
     @property
     def sigma(self) -> np.ndarray:
-        """Total σ = √(model variance + predictive variance) (FACTS §6)."""
+        """Total σ = √(model variance + predictive variance) (Leung & Bovy
+        2019 §2; Kendall & Gal 2017)."""
         return np.sqrt(self.var_model + self.var_pred)
 
     def to_units(self, mean: np.ndarray, scale: np.ndarray) -> MCResult:
@@ -68,7 +70,8 @@ class MCResult:
 
 
 def combine_passes(values, log_vars) -> MCResult:
-    """Summarise T passes, arrays (T, n, n_labels) of values and log variances (FACTS §6)."""
+    """Summarise T passes, arrays (T, n, n_labels) of values and log variances (model
+    variance: Var over passes, ddof 0; predictive: exp(mean log variance); astroNN)."""
     values = np.asarray(values, np.float64)
     log_vars = np.asarray(log_vars, np.float64)
     if values.shape != log_vars.shape or values.ndim != 3:

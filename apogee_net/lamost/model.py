@@ -2,8 +2,8 @@
 
 Three 1-D convolutions (ReLU), a max pool after the third, two fully connected layers
 (ReLU), then two linear heads per label: the value and the log predictive variance
-(FACTS §6). MC dropout follows every layer except the third convolution and the second
-fully connected layer (Li et al. §2.1):
+(astroNN, Leung & Bovy 2019). MC dropout follows every layer except the third convolution
+and the second fully connected layer (Li et al. §2.1):
 
     conv1 → ReLU → MCDropout → conv2 → ReLU → MCDropout → conv3 → ReLU → MaxPool
     → flatten → FC1 → ReLU → MCDropout → FC2 → ReLU → {value head, log-variance head}

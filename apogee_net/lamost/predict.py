@@ -5,7 +5,8 @@ in :mod:`apogee_net.lamost.ingest`). Chunking, resumable parts and the final ato
 are the shared machinery of :func:`apogee_net.inference.predict.stream_predict`.
 
 For every spectrum: T MC-dropout passes (100 by default, Li et al.), the mean as the label,
-and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, FACTS §6).
+and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, Leung & Bovy
+2019).
 Columns: ``apogee_id`` (the LAMOST OBSID: the store's key column), ``ra, dec``, the 14
 labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_model``,
 ``<label>_err_pred``, ``<label>_flag`` (True: outside Li et al.'s recommended range, Table

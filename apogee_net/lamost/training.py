@@ -194,7 +194,7 @@ class LamostPrepare:
 
 
 def lamost_loss(output, batch):
-    """Per-star robust loss (FACTS §6) of a :class:`~.model.BayesianCNN` output; the sample
+    """Per-star robust loss (Li et al. eq. 1) of a :class:`~.model.BayesianCNN` output; the sample
     weights are applied by the training loop (Σwᵢlᵢ/Σwᵢ), not here."""
     from apogee_net.lamost.losses import robust_loss
     from apogee_net.lamost.model import split_output
@@ -306,7 +306,7 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
             "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else "Table",
             "provenance": provenance("apogee-net lamost train", {
                 "weights": weights, "weight_standard": weight_standard}),
-            "method": "Li et al. Bayesian CNN; robust loss (FACTS sec 6); MC dropout"}
+            "method": "Li et al. Bayesian CNN; robust loss (Li et al. eq. 1); MC dropout"}
     log.info("lamost train: %d train, %d dev stars; labels per training star %.1f of %d",
              int(train.sum()), int(dev.sum()), np.isfinite(values[train]).sum(1).mean(),
              len(LABELS))

@@ -1,4 +1,5 @@
-"""Reading APOGEE apStar files as they are (FACTS §3; Olney et al. 2020 §3 used DR14 apStar).
+"""Reading APOGEE apStar files as they are (SDSS DR13–DR17 apStar data model; Olney et al.
+2020 §3 used DR14 apStar).
 
 An apStar file holds, in HDU1/HDU2/HDU3, the flux (1e-17 erg/s/cm²/Å), its 1σ error (same
 units) and a pixel bit mask on a log-linear vacuum wavelength grid
@@ -105,7 +106,8 @@ class ApStar:
 
 def apstar_wavelength(crval1: float = CRVAL1, cdelt1: float = CDELT1,
                       npix: int = NPIX) -> np.ndarray:
-    """Vacuum wavelengths (Å) of the apStar grid: λ_i = 10**(CRVAL1 + CDELT1·i) (FACTS §3)."""
+    """Vacuum wavelengths (Å) of the apStar grid: λ_i = 10**(CRVAL1 + CDELT1·i) (apStar
+    header; SDSS apStar data model)."""
     return 10.0 ** (crval1 + cdelt1 * np.arange(npix, dtype=np.float64))
 
 
@@ -306,7 +308,8 @@ def read_apstar(path: str | os.PathLike, row: int | None = None) -> ApStar:
 
 
 def visit_rows(nvisits: int, nrows: int) -> list[int]:
-    """Array row of each visit 1..``nvisits`` (FACTS §3: with several visits, rows 0 and 1
+    """Array row of each visit 1..``nvisits`` (SDSS apStar data model: with several visits,
+    rows 0 and 1
     are the pixel- and global-weighted combinations, then one row per visit; with one visit
     the combined row 0 is that visit)."""
     if nvisits <= 1:

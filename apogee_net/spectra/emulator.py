@@ -1,4 +1,5 @@
-"""The Payne spectral emulator (Ting et al. 2019; FACTS §4), evaluated for many stars at once.
+"""The Payne spectral emulator (Ting et al. 2019, ApJ 879, 69, §2), evaluated for many stars
+at once.
 
 Each ``NN_*.npz`` file of The Payne (github tingyuansen/The_Payne, MIT) holds one small
 network per ASPCAP pixel. With ``sigmoid(z) = 1/(1 + e^-z)``::
@@ -79,7 +80,7 @@ def find_emulator(path: str | os.PathLike | None = None) -> Path | None:
 
 def load_emulator(path: str | os.PathLike, norm: float = 1e6) -> PayneEmulator:
     """Load a Payne ``NN_*.npz`` file; ``norm`` divides the output (1e6 for the unnormalised
-    emulator, FACTS §4). Raises ``ValueError`` naming the file when arrays are missing or
+    emulator of Ting et al. 2019). Raises ``ValueError`` naming the file when arrays are missing or
     inconsistent."""
     path = Path(path)
     keys = ("w_array_0", "w_array_1", "b_array_0", "b_array_1", "x_min", "x_max")
@@ -108,7 +109,8 @@ def scale_labels(emulator: PayneEmulator, labels: np.ndarray) -> np.ndarray:
 
 
 def evaluate(emulator: PayneEmulator, labels: np.ndarray) -> np.ndarray:
-    """Emulated flux (n, npix) for labels (n, nlabels) (FACTS §4 formula), vectorised.
+    """Emulated flux (n, npix) for labels (n, nlabels) (Ting et al. 2019 §2: one
+    hidden layer of sigmoids per pixel), vectorised.
 
     The first layer for all stars and pixels is one matrix product per chunk of
     :data:`CHUNK` stars: (n, nlabels) @ (nlabels, npix·nhidden).

@@ -3,9 +3,10 @@
 Steps for each star (Olney et al. 2020 trained on raw apStar flux, so the simulation keeps
 the raw flux scale and the apStar pixel layout):
 
-1. Model flux on the 7214 ASPCAP pixels: The Payne's unnormalised emulator (FACTS §4,
-   :mod:`apogee_net.spectra.emulator`) for [Teff, log g, [Fe/H], [α/Fe]], or, without the emulator
-   file, the analytic fallback of :func:`analytic_spectra` (clearly labelled, with a warning).
+1. Model flux on the 7214 ASPCAP pixels: The Payne's unnormalised emulator (Ting et
+   al. 2019; :mod:`apogee_net.spectra.emulator`) for [Teff, log g, [Fe/H], [α/Fe]], or,
+   without the emulator file, the analytic fallback of :func:`analytic_spectra` (clearly
+   labelled, with a warning).
 2. Placed on the 8575-pixel apStar grid at pixels 322:3242, 3648:6048, 6412:8306; every
    other pixel has no data (NaN, the DR17 convention).
 3. Scaled so that the mean flux over those pixels equals the 2MASS H-band flux density of
