@@ -175,11 +175,17 @@ class PhotPreprocess(Preprocess):
                    meta.get("log_labels", ("teff",)))
 
     def __call__(self, batch: dict) -> dict:
-        batch["input"] = self.inputs(batch["flux"], batch.get("error"),
-                                     batch.get("photometry"))
-        if "target" in batch:
-            batch["target"] = self.targets(batch["target"].float())
-        return batch
+        return prepare_with_photometry(self, batch)
+
+
+def prepare_with_photometry(prep, batch: dict) -> dict:
+    """``prepare`` step of :func:`yso_labels.core.training.fit` for the preprocessings that
+    take photometry (:class:`PhotPreprocess`, the published one): ``batch["input"]`` from
+    flux, error and the batch's ``photometry``; targets in the network's units."""
+    batch["input"] = prep.inputs(batch["flux"], batch.get("error"), batch.get("photometry"))
+    if "target" in batch:
+        batch["target"] = prep.targets(batch["target"].float())
+    return batch
 
 
 def build_for_arch(arch: str, flux_scaler: Standardiser, train_targets: np.ndarray,

@@ -35,7 +35,12 @@ import numpy as np
 import torch
 
 from apogee_net.inference.uncertainty import default_chunk_rows, forward_realizations, star_seed
-from apogee_net.network.apogeenet2 import APOGEENet2, LogLabels, join_photometry
+from apogee_net.network.apogeenet2 import (
+    APOGEENet2,
+    LogLabels,
+    join_photometry,
+    prepare_with_photometry,
+)
 from apogee_net.network.model import APSTAR_NPIX, LABEL_NAMES, APOGEENet, Preprocess
 from yso_labels.core.checkpoint import save_checkpoint
 from yso_labels.core.scaling import Standardiser
@@ -193,11 +198,7 @@ class PublishedPreprocess:
         return self.label_scaler.transform(self.logs.forward(y))
 
     def __call__(self, batch: dict) -> dict:
-        batch["input"] = self.inputs(batch["flux"], batch.get("error"),
-                                     batch.get("photometry"))
-        if "target" in batch:
-            batch["target"] = self.targets(batch["target"].float())
-        return batch
+        return prepare_with_photometry(self, batch)
 
     def to_meta(self) -> dict:
         return {"preprocess": self.kind, "published_arch": self.arch,
