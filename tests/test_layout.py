@@ -120,3 +120,11 @@ def test_one_atomic_write(pattern):
                 if re.search(pattern, line) and rel not in allowed:
                     hits.append(f"{rel}:{no}: {line.strip()}")
     assert not hits, "hand-written atomic write:\n" + "\n".join(hits)
+
+
+def test_split_parsed_once():
+    from yso_labels.core.tables import TableError, parse_split
+
+    assert parse_split([" Train", "DEV", "test "], "t").tolist() == ["train", "dev", "test"]
+    with pytest.raises(TableError, match="labels.csv: split values must be .* found tset"):
+        parse_split(["train", "tset"], "labels.csv")

@@ -114,7 +114,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
 
     rows, joined, _ = join_labels(store, labels, label_columns=names)
     source = np.array([str(s).strip().lower() for s in joined["source"]])
-    split = np.array([str(s).strip().lower() for s in joined["split"]])
+    split = np.asarray(joined["split"])  # train/dev/test, checked by join_labels
     targets = np.column_stack([np.asarray(joined[c], float) for c in names])
     photometry = photometry or meta.get("photometry_path")
     phot = (labelled_photometry(joined["apogee_id"], labels, photometry, f"adapt {model_path}")

@@ -142,7 +142,8 @@ def join_labels(store_path: str | os.PathLike, labels,
     """Join a label table with a store by ``apogee_id``: ``(rows, joined, report)``.
 
     ``labels``: a path or Table with ``apogee_id``, the ``label_columns``, ``split`` and
-    ``source``. ``rows`` (int64, ascending) are the store rows of the joined stars;
+    ``source`` (``split``: train, dev or test, any case).
+    ``rows`` (int64, ascending) are the store rows of the joined stars;
     ``joined`` has ``row, apogee_id, <labels>, split, source, snr, spectrum`` (the file the
     spectrum came from). A star with several spectra keeps the highest-SNR one.
     ``require_finite`` drops stars whose labels are not all finite. ``report`` counts (and
@@ -152,7 +153,7 @@ def join_labels(store_path: str | os.PathLike, labels,
     from astropy.table import Table
 
     from apogee_net.spectra.store import store_table
-    from yso_labels.core.tables import read_table
+    from yso_labels.core.tables import parse_split, read_table
 
     label_columns = list(label_columns)
     required = ["apogee_id", *label_columns, "split", "source"]
@@ -181,7 +182,7 @@ def join_labels(store_path: str | os.PathLike, labels,
     joined = Table({"row": rows, "apogee_id": [ids[i] for i in lab]})
     for col in label_columns:
         joined[col] = np.asarray(table[col], dtype=np.float64)[lab]
-    joined["split"] = [str(s).strip() for s in np.asarray(table["split"])[lab]]
+    joined["split"] = parse_split(np.asarray(table["split"])[lab], name)
     joined["source"] = [str(s).strip() for s in np.asarray(table["source"])[lab]]
     joined["snr"] = np.asarray(spectra["snr"])[rows]
     joined["spectrum"] = [Path(s).name for s in np.asarray(spectra["source"])[rows]]

@@ -78,6 +78,17 @@ def check_columns(table: Table, required: Iterable[str], where: str) -> None:
         )
 
 
+def parse_split(values: Iterable, where: str) -> np.ndarray:
+    """The ``split`` column as lower-case ``train``/``dev``/``test`` strings (surrounding
+    blanks and case ignored); :class:`TableError` naming ``where`` and the other values."""
+    split = [str(s).strip().lower() for s in values]
+    unknown = sorted(set(split) - set(SPLITS))
+    if unknown:
+        raise TableError(f"{where}: split values must be train, dev or test; "
+                         f"found {', '.join(unknown[:10])}")
+    return np.array(split, dtype="<U5")
+
+
 def duplicated(values: Iterable) -> list:
     """Values that occur more than once, sorted."""
     vals, counts = np.unique(np.asarray(list(values)).astype(str), return_counts=True)
