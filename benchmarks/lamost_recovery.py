@@ -185,7 +185,7 @@ def predict_test(run: Path, store: Path, passes: int, seed: int) -> dict[str, np
         n = h5["flux"].shape[0]
     cat = predict_arrays(lm, read_chunk({"store": str(store), "start": 0, "stop": n}, lm.npix),
                          passes=passes, seed=seed)
-    return {"ids": np.asarray(cat["apogee_id"]),
+    return {"ids": np.asarray(cat["spec_id"]),
             "mean": np.column_stack([cat[n] for n in LABELS]),
             "sigma": np.column_stack([cat[f"{n}_err"] for n in LABELS])}
 

@@ -185,6 +185,10 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
         cats.append(Table.read(out))
     cat = cats[0]
     assert len(cat) == n and cat.meta["PASSES"] == 8
+    # survey-neutral key: the LAMOST OBSID is spec_id in the labels and the catalogue
+    assert table.colnames[:2] == ["spec_id", "apogee_name"] and "apogee_id" not in cat.colnames
+    assert sorted(np.asarray(cat["spec_id"]).astype(str)) == sorted(
+        np.asarray(table["spec_id"]).astype(str))
     np.testing.assert_array_equal(cat["teff"], cats[1]["teff"])   # same seed, same numbers
     for name in LABELS:
         np.testing.assert_allclose(cat[f"{name}_err"] ** 2, cat[f"{name}_err_model"] ** 2
@@ -205,7 +209,7 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     table.convert_bytestring_to_unicode()
     first_train = int(np.flatnonzero(table["split"] == "train")[0])
     table["weight"][first_train] = np.nan
-    with pytest.raises(ValueError, match=f"does not cover 1 .*{table['apogee_id'][first_train]}"):
+    with pytest.raises(ValueError, match=f"does not cover 1 .*{table['spec_id'][first_train]}"):
         train_lamost(store, table, tmp_path / "run2", max_epochs=1, device="cpu",
                      progress=False)
 

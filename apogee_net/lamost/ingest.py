@@ -10,8 +10,9 @@ renamed into place when complete). Store conventions for LAMOST:
 * ``flux``: continuum-normalised flux f/cont; NaN where the normalised ivar is 0;
 * ``error``: 1/√(ivar·cont²) of the normalised flux; NaN where ivar = 0;
 * ``mask``: bit 1 = no valid data in the pixel, bit 2 = within a pixel of a cosmic-ray hit;
-* ``apogee_id``: the LAMOST ``OBSID`` (DR2+; else the designation ``DESIG``, else the file
-  stem), ``snr``: ``SNRG`` (``SN_G`` in DR1), ``ra``/``dec`` from the header (deg);
+* key (the store's ``apogee_id`` dataset, surfaced as ``spec_id`` by the LAMOST label
+  tables and catalogues): the LAMOST ``OBSID`` (DR2+; else the designation ``DESIG``, else
+  the file stem), ``snr``: ``SNRG`` (``SN_G`` in DR1), ``ra``/``dec`` from the header (deg);
 * ``wavelength``: the rest-frame grid (vacuum Å).
 
 Files that cannot be used (unknown layout, no redshift, no valid pixel in 4000–8500 Å,

@@ -7,7 +7,7 @@ are the shared machinery of :func:`apogee_net.inference.predict.stream_predict`.
 For every spectrum: T MC-dropout passes (100 by default, Li et al.), the mean as the label,
 and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, Leung & Bovy
 2019).
-Columns: ``apogee_id`` (the LAMOST OBSID: the store's key column), ``ra, dec``, the 14
+Columns: ``spec_id`` (the LAMOST OBSID: the store's key), ``ra, dec``, the 14
 labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_model``,
 ``<label>_err_pred``, ``<label>_flag`` (True: outside Li et al.'s recommended range, Table
 2 and §3.1–3.3), ``snr`` (SNR_g) and ``flags`` (bits of :data:`FLAGS`).
@@ -94,7 +94,7 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
     flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
-    table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
+    table["spec_id"] = np.asarray(data.spec_id, dtype=str)
     table["ra"], table["dec"] = np.asarray(data.ra, float), np.asarray(data.dec, float)
     sigma = np.sqrt(var_model + var_pred)
     for j, name in enumerate(lm.label_names):
@@ -144,7 +144,7 @@ def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str
                       FLAGBITS="; ".join(f"{v[0]}={k}" for k, v in FLAGS.items()),
                       METHOD="Li et al. MC dropout: mean of T passes; err = sqrt(var over "
                       "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
-                      IDCOL="apogee_id holds the LAMOST OBSID (store key)")
+                      IDCOL="spec_id: the LAMOST OBSID (store key)")
 
     def predict_fn(data, offset):
         return predict_arrays(lm, data, passes, seed, offset, batch_size)

@@ -90,14 +90,15 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     ``allstar``: APOGEE allStar-like table (path or Table; columns of
     :func:`~.labels.treat_labels`, plus RA/DEC or ``apogee_key``); ``how``: cross-match by
     ``position`` (``max_sep`` arcsec) or ``id``: ``id_table`` (path or Table) maps the LAMOST
-    spectrum ID (column ``spec_id``, the store's ``apogee_id``: OBSID) to the APOGEE ID in its
+    spectrum ID (column ``spec_id``, the store's key: OBSID) to the APOGEE ID in its
     column ``lamost_key`` (e.g. a published LAMOST–APOGEE cross-match).
     ``require_core``: keep only stars whose Teff, log g, [Fe/H], [M/H] survive the treatment
     (Li et al. wanted these complete); ``weights``: ``feh`` (§2.2.2, table from the training
     split, ``weight_standard`` 410 or ``auto``) or ``none``; ``uncovered_weight``: ``error``
     (default) or ``one`` for stars the weight table does not cover.
 
-    Columns: ``apogee_id`` (the LAMOST spectrum ID: the store's key), ``apogee_name``,
+    Columns: ``spec_id`` (the LAMOST spectrum ID, OBSID: the store's key), ``apogee_name``
+    (the APOGEE ID of the matched star),
     ``match_sep``, the 14 labels and ``_err``, ``n_labels``, ``core_complete``, ``weight``,
     ``split``, ``source``.
     """
@@ -130,7 +131,7 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     table = treat_labels(matched, id_column=apogee_key, where="APOGEE labels")
     treated = table.meta.pop("TREATED")
     table.rename_column("apogee_id", "apogee_name")
-    table.add_column(matched["spec_id"], name="apogee_id", index=0)
+    table.add_column(matched["spec_id"], name="spec_id", index=0)
     table["match_sep"] = matched["match_sep"]
     keep = table["n_labels"] > 0
     if require_core:
@@ -154,7 +155,7 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
         covered = np.isfinite(fe) & (fe >= wt["lo"][0]) & (fe <= wt["hi"][-1])
         w = np.ones(len(table))
         if not covered.all() and uncovered_weight == "error":
-            apply_weights(fe, wt, ids=list(table["apogee_id"]))  # raises, naming the stars
+            apply_weights(fe, wt, ids=list(table["spec_id"]))  # raises, naming the stars
         w[covered] = apply_weights(fe[covered], wt)
         table["weight"] = w
         wmeta = {"WSTD": wt.meta["standard"], "WCAP": wt.meta["cap"],
@@ -207,7 +208,7 @@ def _check_weights(joined: Table, rows_mask: np.ndarray) -> np.ndarray:
     w = np.asarray(joined["weight"], float)
     bad = rows_mask & ~(np.isfinite(w) & (w >= 0))
     if bad.any():
-        ids = list(np.asarray(joined["apogee_id"])[bad][:10])
+        ids = list(np.asarray(joined[joined.colnames[1]])[bad][:10])  # the ID column
         raise ValueError(f"label table: the weight column does not cover {int(bad.sum())} "
                          f"training/dev star(s) (NaN or negative), e.g. {', '.join(ids)}")
     return w
@@ -220,8 +221,9 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
                  device: str = "auto", seed: int = 0, resume: bool = False, amp: bool = False,
                  workers: int = 0, progress: bool = True):
     """Train the LAMOST Bayesian CNN on ``store`` with the label table ``labels`` (path or
-    Table from :func:`build_training_labels`: ``apogee_id, <14 labels>, <label>_err, split,
-    source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``).
+    Table from :func:`build_training_labels`: ``spec_id, <14 labels>, <label>_err, split,
+    source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``; a table keyed by
+    ``apogee_id``, as written before ``spec_id``, is read too).
 
     ``weights``: ``column`` (the table's weights; every train/dev star must have one),
     ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``. Stars with no
@@ -251,7 +253,9 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
         for c in missing_err:  # no known label uncertainty: σ_known = 0 in the loss
             table[c] = np.zeros(len(table))
         log.warning("label table has no %s: σ_known = 0", ", ".join(missing_err))
-    rows, joined, report = join_labels(store, table, label_columns=columns)
+    id_column = "spec_id" if "spec_id" in table.colnames else "apogee_id"
+    rows, joined, report = join_labels(store, table, label_columns=columns,
+                                       id_column=id_column)
     values = np.column_stack([joined[c] for c in LABELS]).astype(float)
     errs = np.column_stack([joined[c] for c in ERR_COLUMNS]).astype(float)
     has_label = np.isfinite(values).any(axis=1)
@@ -270,7 +274,7 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
         wt = weight_table(values[train, LABELS.index("fe_h")], standard=weight_standard)
         w = np.ones(len(joined))
         w[train | dev] = apply_weights(values[train | dev, LABELS.index("fe_h")], wt,
-                                       ids=list(np.asarray(joined["apogee_id"])[train | dev]))
+                                       ids=list(np.asarray(joined[id_column])[train | dev]))
     elif weights == "none":
         w = np.ones(len(joined))
     else:

@@ -138,13 +138,17 @@ class SpectraDataset(torch.utils.data.Dataset):
 
 
 def join_labels(store_path: str | os.PathLike, labels,
-                label_columns=("logg", "teff", "fe_h"), require_finite: bool = False):
-    """Join a label table with a store by ``apogee_id``: ``(rows, joined, report)``.
+                label_columns=("logg", "teff", "fe_h"), require_finite: bool = False,
+                id_column: str = "apogee_id"):
+    """Join a label table with a store by spectrum ID: ``(rows, joined, report)``.
 
-    ``labels``: a path or Table with ``apogee_id``, the ``label_columns``, ``split`` and
+    The store's key (its ``apogee_id`` dataset: the APOGEE ID for apStar stores, the LAMOST
+    OBSID for LAMOST stores) is matched with the label table's ``id_column`` (``apogee_id``
+    for APOGEE label tables, ``spec_id`` for LAMOST ones).
+    ``labels``: a path or Table with ``id_column``, the ``label_columns``, ``split`` and
     ``source`` (``split``: train, dev or test, any case).
     ``rows`` (int64, ascending) are the store rows of the joined stars;
-    ``joined`` has ``row, apogee_id, <labels>, split, source, snr, spectrum`` (the file the
+    ``joined`` has ``row, <id_column>, <labels>, split, source, snr, spectrum`` (the file the
     spectrum came from). A star with several spectra keeps the highest-SNR one.
     ``require_finite`` drops stars whose labels are not all finite. ``report`` counts (and
     names up to 10 of) the stars without spectra, the spectra without labels, the stars
@@ -156,7 +160,7 @@ def join_labels(store_path: str | os.PathLike, labels,
     from yso_labels.core.tables import parse_split, read_table
 
     label_columns = list(label_columns)
-    required = ["apogee_id", *label_columns, "split", "source"]
+    required = [id_column, *label_columns, "split", "source"]
     if isinstance(labels, Table):
         from yso_labels.core.tables import check_columns
 
@@ -164,10 +168,10 @@ def join_labels(store_path: str | os.PathLike, labels,
         table, name = labels, "label table"
     else:
         table, name = read_table(labels, required=required, what="label table"), str(labels)
-    ids = [str(x).strip() for x in table["apogee_id"]]
+    ids = [str(x).strip() for x in table[id_column]]
     dups = duplicate_ids(ids)
     if dups:
-        raise ValueError(f"{name}: {len(dups)} apogee_id value(s) occur more than once "
+        raise ValueError(f"{name}: {len(dups)} {id_column} value(s) occur more than once "
                          f"(e.g. {', '.join(dups[:5])}); merge them before training")
     spectra = store_table(store_path)
     order = np.lexsort((-np.nan_to_num(spectra["snr"], nan=-1.0), spectra["apogee_id"]))
@@ -179,7 +183,7 @@ def join_labels(store_path: str | os.PathLike, labels,
     matched = sorted((best[k], label_pos[k]) for k in ids if k in best)
     rows = np.array([m[0] for m in matched], dtype=np.int64)
     lab = np.array([m[1] for m in matched], dtype=np.int64)
-    joined = Table({"row": rows, "apogee_id": [ids[i] for i in lab]})
+    joined = Table({"row": rows, id_column: [ids[i] for i in lab]})
     for col in label_columns:
         joined[col] = np.asarray(table[col], dtype=np.float64)[lab]
     joined["split"] = parse_split(np.asarray(table["split"])[lab], name)
