@@ -2,7 +2,8 @@
 
 :func:`fit` trains any model on any map-style dataset whose items (or batched
 ``__getitems__``) are dicts of arrays (``flux``, ``target``, optional ``error``, ``weight``…):
-Adam (or SGD), mini-batches, evaluation on the dev set after each epoch, early stopping
+Adam (or SGD), mini-batches, evaluation on the dev set after each epoch, optionally the
+learning rate halved on a dev-loss plateau (``lr_plateau``), early stopping
 after ``patience`` epochs without improvement keeping the best model (§3.3), a checkpoint
 every epoch (``last.pt``, with the optimizer state, for ``resume``), the best model in
 ``model.pt`` (:mod:`yso_labels.core.checkpoint`), a CSV log, seeding, CPU/GPU, mixed
@@ -10,8 +11,10 @@ precision on GPUs and data parallelism under ``torchrun`` (:mod:`yso_labels.core
 
 The loss is ``loss_fn(output, batch) -> (batch,)`` per-sample loss; the loop reduces it as the
 weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` (weights from ``batch["weight"]``, else 1), identically on one
-process or many. APOGEE Net (:mod:`apogee_net.network.train`), its adaptation and the
-LAMOST Bayesian CNN train here.
+process or many. The photometric CNN (:mod:`yso_labels.photcnn`), APOGEE Net
+(:mod:`apogee_net.network.train`), its adaptation and the LAMOST Bayesian CNN all train here.
+Resuming (``options.resume`` and a ``last.pt``) refuses a run written with another
+architecture, other :data:`RESUME_OPTIONS` or another caller ``meta["resume_key"]``.
 """
 
 from __future__ import annotations
