@@ -30,14 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from apogee_net.lamost import preprocess
 from apogee_net.lamost.io import find_lamost_files, read_lamost
-from apogee_net.lamost.preprocess import (
-    GRID_START,
-    GRID_STEP,
-    GRID_STOP,
-    lamost_grid,
-    prepare_spectrum,
-)
+from apogee_net.lamost.preprocess import lamost_grid, prepare_spectrum
 from apogee_net.spectra.ingest import fill_store, parallel_map
 from apogee_net.spectra.store import StoreWriter, open_store, part_path
 from yso_labels.core.tables import provenance
@@ -88,7 +83,7 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
     out = Path(out)
     options = {"L": L, "reject_cosmics": reject_cosmics, "max_cosmic": max_cosmic,
                "min_valid_fraction": min_valid_fraction,
-               "grid": [GRID_START, GRID_STOP, GRID_STEP]}
+               "grid": [preprocess.GRID_START, preprocess.GRID_STOP, preprocess.GRID_STEP]}
     meta = provenance("apogee-net lamost ingest", options,
                       METHOD="Li et al. sec 2.2: rest frame, 4000-8500 A at 1 A, flux-"
                       "conserving rebin, The Cannon Gaussian-smoothing continuum",
