@@ -14,7 +14,7 @@ Both see the same spectra in one run.
    of spectra rejected (> 20 hits, the ingest default). Then 5 one-pixel hits of 8–40 σ₀
    (σ₀ the file's own error, i.e. the real scatter) are injected per spectrum away from the
    edges: detection rate of injected pixels, by amplitude, and false hits elsewhere.
-2. **Simulated spectra** (:func:`apogee_net.lamost.simulate.simulate_lamost`, noise that
+2. **Simulated spectra** (:func:`apogee_net.testing.lamost_spectra.simulate_lamost`, noise that
    matches ivar) at S/N 50–1000: false hits per spectrum without injected hits, and the
    detection rate of 5 injected hits of 8–40 σ.
 3. **Speed**: :func:`apogee_net.lamost.ingest.prepare_file` (read + whole preparation) on
@@ -40,7 +40,7 @@ from apogee_net.lamost.ingest import prepare_file
 from apogee_net.lamost.io import find_lamost_files, read_lamost
 from apogee_net.lamost.labels import LABELS
 from apogee_net.lamost.preprocess import good_pixels
-from apogee_net.lamost.simulate import simulate_lamost
+from apogee_net.testing.lamost_spectra import simulate_lamost
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_of, host_info, print_host  # noqa: E402

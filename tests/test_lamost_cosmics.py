@@ -100,8 +100,8 @@ def test_real_high_snr_spectrum_ingests_and_injected_hit_is_masked(tmp_path):
     """A real DR1 spectrum (S/N_g 71) with ivar scaled to S/N_g 400 goes through ``lamost
     ingest``; the same with one injected 25-sigma hit has exactly that pixel masked."""
     from apogee_net.lamost.ingest import MASK_COSMIC, ingest_lamost
-    from apogee_net.lamost.simulate import write_lamost_fits
-    from apogee_net.store import open_store
+    from apogee_net.spectra.store import open_store
+    from apogee_net.testing.lamost_spectra import write_lamost_fits
 
     path = shared_file("lamost", "learninglamost", "spec-55862-B6212_sp06-003.fits")
     sp = read_lamost(path)

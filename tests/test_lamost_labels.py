@@ -204,7 +204,7 @@ def test_repeat_spectra_of_one_star_share_a_split():
 def test_label_table_splits_by_matched_apogee_star(tmp_path):
     """Three LAMOST spectra per star (positions within 0.5"): one split per APOGEE star."""
     from apogee_net.lamost.training import build_training_labels
-    from apogee_net.store import StoreWriter
+    from apogee_net.spectra.store import StoreWriter
 
     rng = np.random.default_rng(4)
     n_star, rep = 40, 3

@@ -145,7 +145,7 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
                          "after the treatment; try require_core=False")
     # by star: repeat spectra of one APOGEE star share a split (a blank ID: its own star)
     star = [name if str(name).strip() else f"spectrum:{sid}"
-            for name, sid in zip(table["apogee_name"], table["apogee_id"], strict=True)]
+            for name, sid in zip(table["apogee_name"], table["spec_id"], strict=True)]
     table["split"] = assign_splits(table["fe_h"], seed=seed, groups=star)
     wmeta = {}
     if weights == "feh":
