@@ -79,7 +79,7 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
     headline numbers."""
     from apogee_net.evaluation.report import evaluate_model, format_report
     from apogee_net.inference.predict import predict_catalog
-    from apogee_net.network.adapt import adapt
+    from apogee_net.network.adapt import adapt, format_test_report
     from apogee_net.network.train import train_apogee_net
     from apogee_net.spectra.ingest import ingest_apstar
     from apogee_net.spectra.simulate import resolve_emulator, simulate_apstar
@@ -160,8 +160,10 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
                      patience=size.patience, seed=seed, device=device,
                      resume=(run / "last.pt").exists())
     t = step("APOGEE Net training", t)
-    adapt(run, out / "run_adapted", seed=seed, max_rounds=size.adapt_rounds,
-          max_epochs=size.adapt_epochs, device=device)
+    adapt_log = adapt(run, out / "run_adapted", seed=seed, max_rounds=size.adapt_rounds,
+                      max_epochs=size.adapt_epochs, device=device)
+    print(format_test_report(adapt_log.meta["test_report"], adapt_log.meta["label_names"]),
+          flush=True)
     t = step("stratified adaptation", t)
     model = out / "run_adapted" / "model.pt"
     summary = evaluate_model(model, out / "store.h5", out / "labels.fits", out / "evaluation",

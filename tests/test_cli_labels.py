@@ -75,6 +75,6 @@ def test_merge_cli(photometry, tmp_path):
     t = read_table(out)
     assert set(t["source"]) == {"payne", "mstar"}
     assert (t["source"] == "payne").sum() == 4
-    assert set(t["split"]) <= {"train", "dev", "test"}
+    assert set(t["split"]) <= {"train", "dev", "cal", "test"}
     meta = read_meta(out)
     assert '"seed": 7' in meta["OPTIONS"] and meta["MCOEFSET"] == "released"

@@ -32,4 +32,29 @@ def test_demo_pipeline_tiny(tmp_path, monkeypatch, capsys):
         assert (tmp_path / "d" / name).exists(), name
     summary = json.loads((tmp_path / "d" / "demo_summary.json").read_text())
     assert summary["spectra_model"] == "analytic"
-    assert "ANALYTIC FALLBACK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ANALYTIC FALLBACK" in out
+    # splits per group: 80/10/10 (Payne), 60/20/20 (M dwarfs, YSOs; Olney et al. 2020 §3.2),
+    # half of each dev split kept apart as the calibration split
+    for src, (f_train, f_dev) in {"payne": (0.8, 0.1), "mstar": (0.6, 0.2),
+                                  "yso": (0.6, 0.2)}.items():
+        sp = np.asarray(labels["split"][labels["source"] == src]).astype(str)
+        n, n_dev = len(sp), int(round(f_dev * len(sp)))
+        assert (sp == "train").sum() == int(round(f_train * n)), src
+        assert (sp == "cal").sum() == int(round(0.5 * n_dev)), src
+        assert (sp == "dev").sum() == n_dev - int(round(0.5 * n_dev)), src
+    # the catalogue carries the factors fitted on 'cal' and stored in the model
+    from yso_labels.core.checkpoint import read_checkpoint
+
+    rec = read_checkpoint(result["model"])["meta"]["sigma_scale"]
+    ev = json.loads((tmp_path / "d" / "evaluation" / "summary.json").read_text())
+    assert rec["split"] == ev["factor_split"] == cat.meta["SIGSPLIT"] == "cal"
+    k = rec["groups"]["payne"]
+    assert f"payne:{k['logg']:.4g},{k['teff']:.4g},{k['fe_h']:.4g}" in cat.meta["SIGSCALE"]
+    assert rec["n"]["all"] == int((labels["split"] == "cal").sum())
+    # the adaptation's test report covers every group's test stars
+    report = Table.read(tmp_path / "d" / "run_adapted" / "adapt_report.csv")
+    for row in report:
+        assert row["n_test"] == int(((labels["source"] == row["group"])
+                                     & (labels["split"] == "test")).sum())
+    assert "test split, input model -> adapted model" in out

@@ -44,6 +44,11 @@ def test_split_fractions_and_determinism():
     rev = assign_split(ids[::-1], (0.8, 0.1, 0.1), seed=3)[::-1]
     assert (rev == s).all()
     assert (assign_split(ids, (0.8, 0.1, 0.1), seed=4) != s).any()
+    # the calibration split is carved from dev: train and test unchanged
+    c = assign_split(ids, (0.8, 0.1, 0.1), seed=3, cal_fraction=0.5)
+    assert [(c == k).sum() for k in ("train", "dev", "cal", "test")] == [800, 50, 50, 100]
+    assert ((c == "train") == (s == "train")).all() and ((c == "test") == (s == "test")).all()
+    assert (np.isin(c, ("dev", "cal")) == (s == "dev")).all()
 
 
 def _labels(ids, teff, source):
@@ -64,9 +69,10 @@ def test_merge_priority_groups_and_splits():
     assert row["X1"]["source"] == "mstar" and row["X1"]["dropped_sources"] == "payne"
     # YSO rows without [Fe/H] get the solar value of the PARSEC grid, flagged
     assert row["Y0001"]["fe_h"] == 0.0 and row["Y0001"]["fe_h_assumed"]
-    for source, frac in (("payne", (0.8, 0.1, 0.1)), ("mstar", (0.6, 0.2, 0.2))):
+    # half of each dev split is the calibration split 'cal' (CAL_FRACTION)
+    for source, frac in (("payne", (0.8, 0.05, 0.05, 0.1)), ("mstar", (0.6, 0.1, 0.1, 0.2))):
         sel = m["source"] == source
-        got = [np.mean(m["split"][sel] == k) for k in ("train", "dev", "test")]
+        got = [np.mean(m["split"][sel] == k) for k in ("train", "dev", "cal", "test")]
         assert np.allclose(got, frac, atol=0.01)
     again = merge_labels(payne, mstar, yso, seed=1)
     assert (again["split"] == m["split"]).all()

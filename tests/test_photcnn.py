@@ -54,17 +54,16 @@ def test_architecture_three_conv_two_fc():
 
 
 def test_learns_teff_and_logg(model, samples):
-    """Far better than the spread of the labels (a network that learned nothing has a
-    scatter equal to it); bias near zero."""
+    """Thresholds at ~2x the values measured with these seeds (2026-11-28: log g scatter
+    0.030 dex, bias -0.003; log Teff 0.0064 dex, bias -0.003; A_V 0.17 mag, against label
+    spreads of 0.14 dex, 0.15 dex and 3.4 mag): a regression that doubles the error fails."""
     path, meta = model
     test = samples[1]
     res = evaluate_photcnn(path, test, device="cpu")
-    spread_logg = np.std(test["logg_true"])
-    spread_teff = np.std(np.log10(test["teff_true"]))
-    assert res["logg"]["scatter"] < 0.35 * spread_logg
-    assert res["log_teff"]["scatter"] < 0.15 * spread_teff
-    assert abs(res["logg"]["bias"]) < 0.05 and abs(res["log_teff"]["bias"]) < 0.01
-    assert res["av"]["scatter"] < 0.1 * np.std(test["av_true"])
+    assert res["logg"]["scatter"] < 0.06
+    assert res["log_teff"]["scatter"] < 0.013
+    assert abs(res["logg"]["bias"]) < 0.01 and abs(res["log_teff"]["bias"]) < 0.006
+    assert res["av"]["scatter"] < 0.35
     assert set(res) >= {"log_age", "mass", "av", "log_teff", "logg"}
 
 

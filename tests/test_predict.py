@@ -22,7 +22,7 @@ from yso_labels.core.tables import read_meta
 
 torch.set_num_threads(1)
 COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
-           "fe_h_err", "snr", "flags", "telescope", "file"]
+           "fe_h_err", "snr", "flags", "sigma_group", "telescope", "file"]
 LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1.5, -0.6, 0.2],
                    [6200.0, 4.1, -0.3, 0.0], [3900.0, 4.6, 0.0, 0.0]])
 
@@ -65,7 +65,29 @@ def apstar_dir(tmp_path_factory):
     return out
 
 
-def test_real_apstar_files_give_finite_labels(model_path, tmp_path):
+def _straight_line(model_path, flux, error):
+    """Plain prediction written out step by step (independent of Preprocess): pixels with
+    data = finite flux and 0 < error < 1e9; flux / median over those; per-pixel
+    standardisation; pixels without data -> 0; network; labels de-standardised."""
+    ckpt = torch.load(model_path, weights_only=False)
+    meta = ckpt["meta"]
+    model = APOGEENet(**ckpt["arch_kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    fm, fs = (np.asarray(meta["flux_scaler"][k]) for k in ("mean", "std"))
+    lm, ls = (np.asarray(meta["label_scaler"][k]) for k in ("mean", "std"))
+    out = []
+    for f, e in zip(np.asarray(flux, float), np.asarray(error, float), strict=True):
+        ok = np.isfinite(f) & np.isfinite(e) & (e > 0) & (e < 1e9)
+        x = np.zeros_like(f)
+        x[ok] = (f[ok] / np.median(f[ok]) - fm[ok]) / fs[ok]
+        with torch.no_grad():
+            z = model(torch.tensor(x, dtype=torch.float32)[None, None]).double().numpy()[0]
+        out.append(z * ls + lm)
+    return np.array(out)
+
+
+def test_real_apstar_files_give_the_networks_labels(model_path, tmp_path):
     files = [shared_file("apogee", "apStar-dr17-2M17335483-2753043.fits"),
              shared_file("apogee", "apStar-dr17-2M19485057+5005279.fits")]
     out = predict_catalog(model_path, files, tmp_path / "cat.fits", realizations=10,
@@ -78,6 +100,20 @@ def test_real_apstar_files_give_finite_labels(model_path, tmp_path):
     assert list(cat["telescope"]) == ["apo25m", "apo25m"]  # apStar prefix: APO 2.5 m
     assert [str(f) for f in cat["file"]] == [str(f) for f in files]
     assert np.all(cat["teff_err"] > 0)
+    # the catalogue's labels are this network's output for these spectra: the plain
+    # prediction equals a straight-line forward pass, and the 10-realization mean lies
+    # within 5 standard errors of it
+    from apogee_net.spectra.apstar import read_apstar
+
+    spectra = [read_apstar(f) for f in files]
+    ref = _straight_line(model_path, [s.flux for s in spectra], [s.error for s in spectra])
+    plain = _read(predict_catalog(model_path, files, tmp_path / "plain.fits", realizations=0,
+                                  device="cpu", progress=False))
+    for j, name in enumerate(("logg", "teff", "fe_h")):
+        np.testing.assert_allclose(plain[name], ref[:, j], rtol=1e-4, atol=1e-6 * abs(
+            ref[:, j]).max())
+        assert np.all(np.abs(cat[name] - ref[:, j]) < 5 * cat[f"{name}_err"] / np.sqrt(10)
+                      + 1e-3 * np.abs(ref[:, j]))
     np.testing.assert_allclose(cat["snr"], [154, 137], atol=1)  # header SNR (SOURCES.md)
     assert np.all(cat["flags"] & flag_value("UNREADABLE", "BAD_PIXELS", "LOW_SNR") == 0)
     meta = read_meta(out)

@@ -148,7 +148,8 @@ class Linear(torch.nn.Module):
         return self.lin(x[:, 0])
 
 
-def test_weighted_mean_reduction(tmp_path):
+@pytest.mark.parametrize("weight_norm", ["sum_w", "batch"])
+def test_weighted_mean_reduction(tmp_path, weight_norm):
     rng = np.random.default_rng(0)
     flux = rng.normal(size=(8, 4)).astype(np.float32)
     target = rng.normal(size=(8, 1)).astype(np.float32)
@@ -159,11 +160,12 @@ def test_weighted_mean_reduction(tmp_path):
     ref = Linear()
     ref.load_state_dict(model.state_dict())
     fit(model, ds, None, standardised_mse, tmp_path,
-        options(batch_size=8, max_epochs=1, optimizer="sgd", lr=0.1))
-    # one full-batch SGD step on Σ wᵢ lᵢ / Σ wᵢ
+        options(batch_size=8, max_epochs=1, optimizer="sgd", lr=0.1,
+                weight_norm=weight_norm))
+    # one full-batch SGD step on Σ wᵢ lᵢ / Σ wᵢ, or on Σ wᵢ lᵢ / n (Keras/astroNN)
     per = ((ref(torch.from_numpy(flux)[:, None]) - torch.from_numpy(target)) ** 2)[:, 0]
     w = torch.from_numpy(weight)
-    ((w * per).sum() / w.sum()).backward()
+    ((w * per).sum() / (w.sum() if weight_norm == "sum_w" else len(w))).backward()
     with torch.no_grad():
         for p in ref.parameters():
             p -= 0.1 * p.grad

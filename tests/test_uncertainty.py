@@ -123,3 +123,47 @@ def test_forward_realizations_tuple_outputs():
                                         3, 2, chunk_rows=3)
     assert value.shape == other.shape == (3, 2, 2)
     torch.testing.assert_close(other[:, 1], 2 * x[:, 0, 2:])
+
+
+class _Linear(torch.nn.Module):
+    """out = W · x on the (n, 1, npix) input: σ_out² = Σ W² σ_pixel² exactly."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.as_tensor(weight, dtype=torch.float32))
+
+    def forward(self, x):
+        return x[:, 0] @ self.weight.T
+
+
+def test_sigma_matches_the_analytic_linear_response():
+    """Independent reference (no code shared with the module): for a linear network and an
+    identity standardisation, the §3.5 perturbation gives per realization W·(f + ε), ε_i ~
+    N(0, min(err_i, 5·mean err)), so E[std²] over N draws (ddof 0) = (N−1)/N · Σ_i W_i² σ_i².
+    Fails if σ_pixel were err² or uncapped, if dead pixels were perturbed, or if the
+    standard deviation were taken with ddof 1 (a factor N/(N−1) = 1.5 at N = 3)."""
+    rng = np.random.default_rng(3)
+    npix, n_stars, n_real = 64, 3000, 3
+    weight = rng.normal(size=(2, npix))
+    flux = 1.0 + 0.1 * rng.random(npix)
+    err = rng.uniform(0.2, 0.4, npix)  # err² is 2.5-5x smaller than err
+    err[5] = 30.0  # far above 5 × the mean error: capped
+    err[9] = np.nan  # dead pixel: never perturbed
+    valid = np.isfinite(err)
+    sig = np.minimum(err[valid], 5 * err[valid].mean())
+    assert sig.max() < err[5]  # the cap binds
+    expect_var = (weight[:, valid] ** 2 * sig**2).sum(axis=1)
+    prep = Preprocess(Standardiser(np.zeros(npix), np.ones(npix)),
+                      Standardiser(np.zeros(2), np.ones(2)), "none")
+    model = _Linear(weight)
+    f = np.repeat(flux[None], n_stars, 0).astype(np.float32)
+    e = np.repeat(err[None], n_stars, 0).astype(np.float32)
+    mean, std = perturbed_predict(model, f, e, prep, n_realizations=n_real, seed=7,
+                                  chunk_rows=3000)
+    ratio = (std**2).mean(axis=0) / ((n_real - 1) / n_real * expect_var)
+    # MC error of the mean of 3000 std² values (χ²₂/2 spread): ~1.8 %; 2x that
+    np.testing.assert_allclose(ratio, 1.0, atol=0.05)
+    # the mean over realizations is unbiased: W·f within 4 standard errors
+    plain = weight[:, valid] @ flux[valid]
+    se = np.sqrt(expect_var / n_real / n_stars)
+    assert np.all(np.abs(mean.mean(axis=0) - plain) < 4 * se)

@@ -1,13 +1,17 @@
 """One training-label table from Payne, M-dwarf and YSO labels (Olney et al. 2020 §2–3).
 
 Columns: ``apogee_id, teff (K), logg (dex), fe_h (dex), source`` (``payne`` | ``mstar`` |
-``yso``), ``split`` (``train`` | ``dev`` | ``test``), ``dropped_sources`` (the other sources
-that also had this star) and ``fe_h_assumed`` (YSO rows without an [Fe/H]: set to 0, the
-metallicity of the solar PARSEC grid behind the YSO labels).
+``yso``), ``split`` (``train`` | ``dev`` | ``cal`` | ``test``), ``dropped_sources`` (the
+other sources that also had this star) and ``fe_h_assumed`` (YSO rows without an [Fe/H]:
+set to 0, the metallicity of the solar PARSEC grid behind the YSO labels).
 
 A star in several sources keeps one row, by priority YSO over M dwarf over Payne. Each
 group is split on its own, deterministically for a given seed: 80/10/10 for Payne stars,
-60/20/20 for M dwarfs and YSOs (Olney et al. 2020 §3.2).
+60/20/20 for M dwarfs and YSOs (Olney et al. 2020 §3.2). A fraction ``cal_fraction``
+(default :data:`CAL_FRACTION`) of each group's dev stars becomes the calibration split
+``cal``: no training, early stopping or adaptation round sees it, so the σ calibration
+factors of ``apogee-net evaluate`` are fitted on stars that model selection never used
+(the paper fitted nothing there; see :mod:`apogee_net.evaluation.groupcal`).
 """
 
 from __future__ import annotations
@@ -25,15 +29,21 @@ log = logging.getLogger(__name__)
 PRIORITY = ("yso", "mstar", "payne")
 #: (train, dev, test) fractions per source.
 SPLIT_FRACTIONS = {"payne": (0.8, 0.1, 0.1), "mstar": (0.6, 0.2, 0.2), "yso": (0.6, 0.2, 0.2)}
+#: Fraction of each group's dev split carved out as the calibration split ``cal``.
+CAL_FRACTION = 0.5
 #: [Fe/H] (dex) given to YSO labels without one: the solar PARSEC grid they come from.
 YSO_DEFAULT_FE_H = 0.0
 
 
-def assign_split(ids, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
-    """``train``/``dev``/``test`` for each ID, a seeded permutation of the sorted IDs.
+def assign_split(ids, fractions: tuple[float, float, float], seed: int,
+                 cal_fraction: float = 0.0) -> np.ndarray:
+    """``train``/``dev``/``test`` for each ID, a seeded permutation of the sorted IDs;
+    ``cal_fraction`` of the dev stars (rounded) become ``cal`` (train and test unchanged).
 
     The result depends only on the set of IDs, the fractions and the seed (not the order).
     """
+    if not 0 <= cal_fraction < 1:
+        raise ValueError(f"cal_fraction must be in [0, 1), got {cal_fraction}")
     ids = np.asarray(ids).astype(str)
     n = len(ids)
     order = np.argsort(ids, kind="stable")
@@ -44,6 +54,8 @@ def assign_split(ids, fractions: tuple[float, float, float], seed: int) -> np.nd
     split[perm[:n_train]] = "train"
     split[perm[n_train:n_train + n_dev]] = "dev"
     split[perm[n_train + n_dev:]] = "test"
+    n_cal = int(round(cal_fraction * n_dev))
+    split[perm[n_train + n_dev - n_cal:n_train + n_dev]] = "cal"
     return split
 
 
@@ -80,8 +92,10 @@ def _standard(table: Table | None, source: str) -> Table | None:
 
 
 def merge_labels(payne: Table | None = None, mstar: Table | None = None,
-                 yso: Table | None = None, seed: int = 0) -> Table:
-    """Merge label tables (see module docstring); raise ValueError when nothing is left."""
+                 yso: Table | None = None, seed: int = 0,
+                 cal_fraction: float = CAL_FRACTION) -> Table:
+    """Merge label tables (see module docstring); raise ValueError when nothing is left.
+    ``cal_fraction``: fraction of each group's dev split that becomes ``cal``."""
     groups = {"payne": payne, "mstar": mstar, "yso": yso}
     tables = {s: _standard(t, s) for s, t in groups.items()}
     tables = {s: t for s, t in tables.items() if t is not None}
@@ -106,7 +120,8 @@ def merge_labels(payne: Table | None = None, mstar: Table | None = None,
         sel = np.asarray(merged["source"]) == source
         if sel.any():
             merged["split"][sel] = assign_split(merged["apogee_id"][sel],
-                                                SPLIT_FRACTIONS[source], seed + 1000 * k)
+                                                SPLIT_FRACTIONS[source], seed + 1000 * k,
+                                                cal_fraction)
     n_dup = int((~first).sum())
     if n_dup:
         log.info("%d stars were in several sources; kept by priority %s", n_dup,
@@ -114,7 +129,8 @@ def merge_labels(payne: Table | None = None, mstar: Table | None = None,
     for source in SOURCES:
         sel = merged["source"] == source
         if sel.any():
-            counts = {s: int((merged["split"][sel] == s).sum()) for s in ("train", "dev", "test")}
+            counts = {s: int((merged["split"][sel] == s).sum()) for s in ("train", "dev", "cal",
+                                                                        "test")}
             log.info("%s: %d stars %s", source, sel.sum(), counts)
     cols = ["apogee_id", "teff", "logg", "fe_h", "source", "split", "dropped_sources",
             "fe_h_assumed"]

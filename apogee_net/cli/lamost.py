@@ -60,7 +60,8 @@ def _cmd_train(args) -> None:
                           pool=args.pool, hidden=args.hidden, weights=args.weights,
                           weight_standard=args.weight_standard, device=args.device,
                           seed=args.seed, resume=args.resume, amp=args.amp,
-                          workers=args.workers, progress=not args.no_progress)
+                          workers=args.workers, progress=not args.no_progress,
+                          weight_norm=args.weight_norm)
     print_fit(result)
 
 
@@ -143,6 +144,9 @@ def register(sub) -> None:
     p.add_argument("--weights", choices=("column", "feh", "none"), default="column",
                    help="sample weights: the table's (default), rebuilt from [Fe/H], none")
     p.add_argument("--weight-standard", type=_standard, default=410.0)
+    p.add_argument("--weight-norm", choices=("batch", "sum_w"), default="batch",
+                   help="per-batch loss: mean of w*l (default; astroNN/Keras, as Li et al.) "
+                   "or sum(w*l)/sum(w)")
     p.add_argument("--device", type=_device, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 
 def _cmd_adapt(args) -> None:
-    from apogee_net.network.adapt import adapt
+    from apogee_net.network.adapt import adapt, format_test_report
 
     log = adapt(args.run, args.out, fraction=args.fraction, seed=args.seed, store=args.store,
                 labels=args.labels, max_rounds=args.max_rounds,
                 round_patience=args.round_patience, max_epochs=args.max_epochs,
                 patience=args.patience, batch_size=args.batch_size, lr=args.lr,
-                device=args.device, arch=args.arch, photometry=args.photometry)
+                device=args.device, arch=args.arch, photometry=args.photometry,
+                majority_tolerance=args.majority_tolerance)
     kept = [int(r["round"]) for r in log if r["kept"] and r["round"] > 0]
-    print(f"{len(log) - 1} round(s); kept rounds {kept or 'none'}; model in {args.out}/model.pt")
+    guarded = [int(r["round"]) for r in log if r["guard"]]
+    print(f"{len(log) - 1} round(s), decided on dev; kept rounds {kept or 'none'}; majority "
+          f"guard (payne dev loss +{100 * args.majority_tolerance:.0f} % at most) rejected "
+          f"rounds {guarded or 'none'}")
+    print(format_test_report(log.meta["test_report"], log.meta["label_names"]))
+    print(f"model in {args.out}/model.pt; round log adapt_log.csv, test report adapt_report.csv")
 
 
 def _cmd_evaluate(args) -> None:
@@ -48,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--round-patience", type=int, default=2,
                    help="rounds without YSO/M-dwarf improvement before stopping")
     p.add_argument("--max-epochs", type=int, default=30, help="epochs per round at most")
+    p.add_argument("--majority-tolerance", type=float, default=0.05,
+                   help="reject a round that raises the Payne dev loss by more than this "
+                   "fraction of the input model's (default 0.05)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_arch_options(p)
     p.set_defaults(func=_cmd_adapt)

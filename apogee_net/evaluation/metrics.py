@@ -21,7 +21,7 @@ from astropy.table import Table
 
 #: Group names of the paper's tables for the label table's ``source`` values.
 GROUP_NAMES = {"payne": "Payne", "mstar": "MStar", "yso": "YSO"}
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "cal", "test")
 #: Gaussian coverage of ±1σ and ±2σ intervals.
 GAUSS_COVERAGE = (0.6826894921, 0.9544997361)
 

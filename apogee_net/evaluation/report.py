@@ -5,14 +5,20 @@ Predicts every labelled spectrum of a store with perturbation uncertainties
 
 - ``table2_mse.{fits,csv}`` (standardised MSE per group and split, Olney et al. 2020 Table 2),
 - ``table3_scatter.{fits,csv}`` (scatter and bias per label, group and split, Table 3),
-- ``calibration.{fits,csv}`` (σ scale factors fitted on the dev split; coverage of the 1σ
-  and 2σ intervals before and after scaling, on dev and test),
-- ``predictions.fits`` (one row per star: labels, predictions, σ, SNR, group, split),
+- ``calibration.{fits,csv}``: σ scale factors fitted per group (``source``) on the
+  calibration split ``cal`` (:mod:`apogee_net.evaluation.groupcal`; ``dev``, with a
+  warning, for label tables without one), and the coverage of the 1σ and 2σ intervals per
+  group and label before and after scaling, on the calibration and the test split. "After"
+  applies the
+  factor of the group assigned from the *predicted* labels, as ``apogee-net predict`` does;
+  ``cov1_true_group`` applies the star's own group's factor,
+- ``predictions.fits`` (one row per star: labels, predictions, σ, SNR, group, split,
+  ``sigma_group`` assigned from the predictions),
 - ``pred_vs_label.png``, ``sigma_vs_snr.png``, ``kiel.png`` (Fig. 4 left and right, Fig. 3).
 
-``apply_calibration`` stores the dev-split factors in the model checkpoint (``sigma_scale``
-in its meta); :mod:`apogee_net.inference.predict` then scales every σ and records the factors in the
-catalogue header.
+``apply_calibration`` stores the per-group factors in the model checkpoint (``sigma_scale``
+in its meta); :mod:`apogee_net.inference.predict` then scales every σ by the factor of the star's
+assigned group and records the factors and the rule in the catalogue header.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import numpy as np
 from astropy.table import Table
 
 from apogee_net.evaluation import plots as evalplots
-from apogee_net.evaluation.metrics import calibration, mse_table, scatter_table
+from apogee_net.evaluation.groupcal import assign_group, coverage_rows, fit_group_scales
+from apogee_net.evaluation.metrics import mse_table, scatter_table
 from apogee_net.inference.predict import load_model
 from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
 from yso_labels.core.runtime import resolve_device
@@ -104,19 +111,20 @@ def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int
 
     t2 = mse_table(est, label, pred.meta["label_std"], src, split)
     t3 = scatter_table(est, label, names, src, split)
-    dev, test = split == "dev", split == "test"
-    if not dev.any():
-        raise ValueError(f"{labels}: no dev-split stars with spectra: cannot calibrate σ")
-    cal_dev = calibration(est[dev], label[dev], sigma[dev], names)
-    scale = np.asarray(cal_dev["scale"])
-    cal_dev["split"] = "dev"
-    tables = {"table2_mse": t2, "table3_scatter": t3, "calibration": cal_dev}
-    if test.any():
-        cal_test = calibration(est[test], label[test], sigma[test], names, scale=scale)
-        cal_test["split"] = "test"
-        from astropy.table import vstack
-
-        tables["calibration"] = vstack([cal_dev, cal_test])
+    record, cal_rows = fit_calibration(est, label, sigma, src, split, names)
+    assigned = assign_group(est[:, names.index("teff")], est[:, names.index("logg")]) \
+        if {"teff", "logg"} <= set(names) else np.full(len(src), "payne")
+    cov_rows = []
+    for s in (record["split"], "test"):
+        sel = split == s
+        if sel.any():
+            cov_rows += coverage_rows(est[sel], label[sel], sigma[sel], src[sel],
+                                      assigned[sel], record, names, s)
+    if not (split == "test").any():
+        log.warning("%s: no test-split stars: the calibration is not judged", labels)
+    pred["sigma_group"] = assigned
+    tables = {"table2_mse": t2, "table3_scatter": t3, "calibration": Table(rows=cov_rows)}
+    meta["SIGSPLIT"] = record["split"]
     for name, table in tables.items():
         write_table(table, out / f"{name}.fits", meta)
         write_table(table, out / f"{name}.csv", meta)
@@ -128,13 +136,34 @@ def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int
                             out / "kiel.png"),
     ]
     if apply_calibration:
-        store_sigma_scale(model, dict(zip(names, scale.tolist(), strict=True)))
+        store_sigma_scale(model, record)
     summary = {"table2": [dict(r) for r in _plain(t2)], "table3": [dict(r) for r in _plain(t3)],
                "calibration": [dict(r) for r in _plain(tables["calibration"])],
-               "sigma_scale": dict(zip(names, scale.tolist(), strict=True)),
+               "sigma_scale": record, "factor_split": record["split"],
+               "n_calibration": int(cal_rows.sum()),
                "applied": apply_calibration, "figures": [str(f) for f in figures]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def fit_calibration(est, label, sigma, source, split, names) -> tuple[dict, np.ndarray]:
+    """Per-group σ factors (:func:`apogee_net.evaluation.groupcal.fit_group_scales`) on the
+    calibration split ``cal``; without one, on ``dev`` with a warning (dev chose the epoch and the
+    adaptation rounds, so its residuals are optimistic). Returns the record and the rows
+    used."""
+    cal = split == "cal"
+    if cal.any():
+        which = "cal"
+    else:
+        cal = split == "dev"
+        which = "dev"
+        if not cal.any():
+            raise ValueError("no 'cal' or 'dev' stars with spectra: cannot calibrate σ")
+        log.warning("the label table has no calibration split 'cal': σ factors fitted on "
+                    "'dev', which model selection saw (optimistic); remake the labels with "
+                    "yso-labels merge --cal-fraction")
+    record = fit_group_scales(est[cal], label[cal], sigma[cal], source[cal], names, which)
+    return record, cal
 
 
 def _plain(table: Table):
@@ -143,11 +172,14 @@ def _plain(table: Table):
             table.colnames, row, strict=True)}
 
 
-def store_sigma_scale(model, scale: dict[str, float]) -> Path:
-    """Record per-label σ scale factors in a checkpoint's meta (``sigma_scale``)."""
+def store_sigma_scale(model, scale: dict) -> Path:
+    """Record σ scale factors in a checkpoint's meta (``sigma_scale``): a per-group record
+    of :func:`apogee_net.evaluation.groupcal.fit_group_scales`, or a flat ``{label: factor}``
+    applied to every star."""
     net, ckpt = load_checkpoint(model)
-    meta = {**ckpt["meta"], "sigma_scale": {k: float(v) for k, v in scale.items()}}
-    log.info("storing σ scale factors %s in %s", meta["sigma_scale"], model)
+    record = json.loads(json.dumps(scale, default=float))
+    meta = {**ckpt["meta"], "sigma_scale": record}
+    log.info("storing σ scale factors %s in %s", record.get("groups", record), model)
     return save_checkpoint(model, net, ckpt["arch_kwargs"], meta, ckpt.get("training"))
 
 
@@ -162,11 +194,22 @@ def format_report(summary: dict) -> str:
     for r in summary["table3"]:
         lines.append(f"{r['group']:8s} {r['label']:6s} " + " ".join(
             f"{r[s]:9.4f}" for s in ("train", "dev", "test")))
-    lines += ["", "sigma calibration (factors fitted on dev)",
-              f"{'split':5s} {'label':6s} {'scale':>7s} {'cov1 before':>12s} {'cov1 after':>11s}"
-              f" {'cov2 before':>12s} {'cov2 after':>11s}"]
+    rec = summary["sigma_scale"]
+    where = {"cal": "the calibration split 'cal' (never used for model selection)",
+             "dev": "the DEV split, which chose the epoch/rounds: optimistic"}[rec["split"]]
+    lines += ["", f"sigma calibration: factors fitted per group on {where}; "
+              f"{summary['n_calibration']} stars {rec['n']}",
+              f"  at predict time the group comes from the predicted labels ({rec['rule']}); "
+              "'after' uses that group's factor",
+              f"{'split':5s} {'group':6s} {'label':6s} {'n':>5s} {'scale':>7s} "
+              f"{'cov1 before':>12s} {'cov1 after':>11s} {'cov2 after':>11s}"]
     for r in summary["calibration"]:
-        lines.append(f"{r['split']:5s} {r['label']:6s} {r['scale']:7.3f} "
-                     f"{r['cov1_before']:12.3f} {r['cov1_after']:11.3f} "
-                     f"{r['cov2_before']:12.3f} {r['cov2_after']:11.3f}")
+        scale = "" if r["label"] == "all" else f"{r['scale']:7.3f}"
+        lines.append(f"{r['split']:5s} {r['group']:6s} {r['label']:6s} {r['n']:5d} "
+                     f"{scale:>7s} {r['cov1_before']:12.3f} {r['cov1_after']:11.3f} "
+                     f"{r['cov2_after']:11.3f}")
+    if rec.get("pooled_for"):
+        lines.append(f"  pooled factor used for {rec['pooled_for']} (fewer than "
+                     f"{rec['min_stars']} calibration stars)")
+    lines += ["  (Gaussian: 0.683 within 1 sigma, 0.954 within 2 sigma)"]
     return "\n".join(lines)

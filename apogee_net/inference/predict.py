@@ -11,9 +11,10 @@ concatenated into ``OUT`` at the end (atomic rename), then removed.
 shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net call behind
 ``apogee-net predict``.
 
-Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, flags`` with labels in
-the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex) and the flag bits of
-:data:`FLAGS`.
+Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, flags, sigma_group``
+with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex), the flag bits
+of :data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``payne``,
+from the predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
 """
 
 from __future__ import annotations
@@ -134,11 +135,27 @@ def _method(lm: LoadedModel) -> str:
     return "Olney+2020 sec3.5 perturbation, sigma cap 5x mean error"
 
 
-def sigma_scale(lm: LoadedModel) -> np.ndarray:
-    """Per-label factors that calibrate the perturbation σ (stored in the checkpoint by
-    ``apogee-net evaluate --apply-calibration``; 1 when absent)."""
-    scale = lm.checkpoint["meta"].get("sigma_scale") or {}
-    return np.array([float(scale.get(name, 1.0)) for name in lm.label_names])
+def sigma_record(lm: LoadedModel) -> dict:
+    """The checkpoint's σ calibration (``apogee-net evaluate --apply-calibration``): per-group
+    factors (:mod:`apogee_net.evaluation.groupcal`), a legacy flat ``{label: factor}``, or {} (σ
+    unscaled)."""
+    return lm.checkpoint["meta"].get("sigma_scale") or {}
+
+
+def sigma_header(lm: LoadedModel) -> dict[str, str]:
+    """Catalogue header cards describing the σ calibration applied."""
+    from apogee_net.evaluation.groupcal import GROUP_RULE
+
+    rec = sigma_record(lm)
+    if not rec:
+        return {"SIGSCALE": "none (uncalibrated perturbation sigma)"}
+    if "groups" not in rec:
+        return {"SIGSCALE": ",".join(f"{float(rec.get(n, 1.0)):.4g}" for n in lm.label_names),
+                "SIGGROUP": "one factor per label for every star"}
+    text = ";".join(f"{g}:" + ",".join(f"{float(k.get(n, 1.0)):.4g}" for n in lm.label_names)
+                    for g, k in rec["groups"].items())
+    return {"SIGSCALE": text, "SIGSPLIT": rec.get("split", ""),
+            "SIGGROUP": f"{GROUP_RULE}; others use 'all'"}
 
 
 # --------------------------------------------------------------------------- streaming
@@ -232,7 +249,12 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
     if "teff" in lm.label_names:
         with np.errstate(invalid="ignore"):
             flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")
-    std = std * sigma_scale(lm)
+    from apogee_net.evaluation.groupcal import assign_group, row_scales
+
+    names = lm.label_names
+    group = assign_group(mean[:, names.index("teff")], mean[:, names.index("logg")]) \
+        if {"teff", "logg"} <= set(names) else np.full(n, "payne")
+    std = std * row_scales(sigma_record(lm), names, group)
     table = Table()
     table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
     table["ra"], table["dec"] = np.asarray(data.ra, float), np.asarray(data.dec, float)
@@ -242,6 +264,7 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
         table[f"{name}_err"] = std[:, j]
     table["snr"] = snr
     table["flags"] = flags
+    table["sigma_group"] = group
     add_provenance_columns(table, data)
     return table
 
@@ -284,7 +307,9 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files;
     ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
-    calibration factors when it has them (header ``SIGSCALE``). ``visits``: one row per
+    calibration factor of the star's group when it has them (:mod:`apogee_net.evaluation.groupcal`:
+    the group, column ``sigma_group``, comes from the predicted Teff and log g; headers
+    ``SIGSCALE``, ``SIGSPLIT``, ``SIGGROUP``). ``visits``: one row per
     visit of each apStar file as well as the combined one (columns ``visit``: 0 combined,
     1..N; ``mjd``), as SDSS's astra runs APOGEE Net. ``arch``: the architecture
     the checkpoint must hold (``apogeenet1|apogeenet2``; None: any). ``photometry``: table
@@ -322,7 +347,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
                       LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
                       METHOD=_method(lm),
-                      SIGSCALE=",".join(f"{x:.4g}" for x in sigma_scale(lm)))
+                      **sigma_header(lm))
 
     def predict_fn(data, offset):
         table = catalog_rows(lm, data, realizations, seed, offset, batch_size)

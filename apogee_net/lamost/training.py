@@ -10,7 +10,8 @@
   (:func:`apogee_net.spectra.dataset.join_labels`) and trains :class:`~.model.BayesianCNN` with
   :func:`yso_labels.core.training.fit` and the robust loss (:func:`~.losses.robust_loss`):
   NaN labels are left out per label, label uncertainties enter the loss, the table's
-  ``weight`` column weights each star (the loop's weighted mean Σwᵢlᵢ/Σwᵢ).
+  ``weight`` column weights each star (per batch the mean of wᵢlᵢ, as astroNN/Keras;
+  ``weight_norm``).
 """
 
 from __future__ import annotations
@@ -219,14 +220,18 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
                  filters=(4, 8, 8), kernel: int = 8, pool: int = 4, hidden=(196, 96),
                  weights: str = "column", weight_standard: float | str = WEIGHT_STANDARD,
                  device: str = "auto", seed: int = 0, resume: bool = False, amp: bool = False,
-                 workers: int = 0, progress: bool = True):
+                 workers: int = 0, progress: bool = True, weight_norm: str = "batch"):
     """Train the LAMOST Bayesian CNN on ``store`` with the label table ``labels`` (path or
     Table from :func:`build_training_labels`: ``spec_id, <14 labels>, <label>_err, split,
     source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``; a table keyed by
     ``apogee_id``, as written before ``spec_id``, is read too).
 
     ``weights``: ``column`` (the table's weights; every train/dev star must have one),
-    ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``. Stars with no
+    ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``.
+    ``weight_norm``: ``batch`` (default; each batch's loss is the mean of wᵢlᵢ, as astroNN's
+    ``weighted_loss`` under Keras' ``SUM_OVER_BATCH_SIZE`` reduction, with which Li et al.
+    trained) or ``sum_w`` (Σwᵢlᵢ/Σwᵢ, which divides out part of the up-weighting of a batch
+    that holds metal-poor stars). Stars with no
     label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
     loss), ``last.pt`` (resume) and ``train_log.csv``; returns the
     :class:`apogee_net.network.train.FitResult`.
@@ -296,7 +301,8 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
                         pool=pool, hidden=hidden, dropout=dropout)
     options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
                            max_epochs=max_epochs, seed=seed, device=device, amp=amp,
-                           workers=workers, resume=resume, progress=progress)
+                           workers=workers, resume=resume, progress=progress,
+                           weight_norm=weight_norm)
     with warnings.catch_warnings():  # a label without any training value: range NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         lrange = [np.nanmin(values[train], axis=0).tolist(),

@@ -9,6 +9,19 @@ fraction of the Payne stars is drawn. The adaptation stops when the YSO and M-dw
 Within a round, early stopping watches a fixed dev set of the same composition: all YSO and
 M-dwarf dev stars plus a fixed ``fraction`` of the Payne dev stars. The groups come from the
 label table's ``source`` column (``payne``, ``mstar``, ``yso``).
+
+Honest bookkeeping (beyond the paper):
+
+- **Majority guard.** The point of the method is to help the rare groups without sacrificing
+  the Payne stars. A round whose Payne (majority) dev loss exceeds the input model's by more
+  than ``majority_tolerance`` (default 5 %, relative) is rejected like a round that does not
+  improve the rare groups, and the log says so (``guard`` = 1). The reference is the input
+  model, so the Payne loss can never drift by more than the tolerance over many rounds.
+- **Decisions on dev, results on test.** Every decision (early stopping, keeping a round, the
+  guard) uses the dev split only. The test split is predicted for the log (``test_<group>``)
+  and for the report (:func:`report_on_test`: standardised MSE and per-label scatter per group,
+  input model vs adapted model), never for a decision. The calibration split ``cal``
+  (:mod:`apogee_net.evaluation.groupcal`) is not used at all.
 """
 
 from __future__ import annotations
@@ -33,6 +46,9 @@ log = logging.getLogger(__name__)
 
 RARE = ("mstar", "yso")
 MAJORITY = "payne"
+#: Default largest relative increase of the majority group's dev loss a round may cause.
+MAJORITY_TOLERANCE = 0.05
+REPORT_NAME = "adapt_report.csv"
 LOG_NAME = "adapt_log.csv"
 #: Default learning rate of the adaptation rounds relative to the run's. The paper does not
 #: give the rate it used. Measured on benchmarks/adaptation.py (2,000 giants, 5.7 % dwarfs):
@@ -76,7 +92,8 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
           max_rounds: int = 20, round_patience: int = 2, max_epochs: int = 30,
           patience: int = 8, batch_size: int = ADAPT_BATCH, lr: float | None = None,
           device: str = "auto", workers: int = 0, min_improvement: float = 1e-3,
-          progress: bool = True, arch: str | None = None, photometry=None) -> Table:
+          majority_tolerance: float = MAJORITY_TOLERANCE, progress: bool = True,
+          arch: str | None = None, photometry=None) -> Table:
     """Stratified adaptation of the model in ``run`` (a run directory or its ``model.pt``),
     writing the adapted model to ``out/model.pt`` and the round log to
     ``out/adapt_log.csv``; returns the log as a Table.
@@ -84,14 +101,20 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     ``store``, ``labels``: default to those the run was trained on. ``round_patience``:
     rounds without a relative improvement of ``min_improvement`` in the rare-group dev loss
     before stopping. ``patience``: epochs without a better round-dev loss within a round.
+    ``majority_tolerance``: a round raising the Payne dev loss above (1 + tolerance) × the
+    input model's is rejected (module docstring).
     The learning rate defaults to :data:`LR_FACTOR` times the run's, the batch size to
     :data:`ADAPT_BATCH`, dropout to the run's. ``arch``: the architecture the run must hold
     (None: any); ``photometry``: APOGEE Net II photometry table (default: the run's, else
-    the label table's columns).
+    the label table's columns). The test-split report (input vs adapted model per group) is
+    written to ``out/adapt_report.csv`` and returned in the log's ``meta["test_report"]``.
     """
     from apogee_net.network.apogeenet2 import check_arch
     from apogee_net.network.photometry import WithPhotometry, labelled_photometry
     from apogee_net.spectra.dataset import SpectraDataset, join_labels
+
+    if majority_tolerance < 0:
+        raise ValueError(f"majority_tolerance must be ≥ 0, got {majority_tolerance}")
 
     run = Path(run)
     model_path = run / BEST_NAME if run.is_dir() else run
@@ -127,6 +150,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                               draw_subset(np.flatnonzero((source == MAJORITY) & (split == "dev")),
                                           fraction, seed, 0)])
     full_dev = np.flatnonzero(split == "dev")
+    test_idx = np.flatnonzero(split == "test")
 
     def dataset(idx):
         ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
@@ -142,15 +166,29 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         return group_losses(pred, tgt, label_std, source[full_dev]), \
             float(np.mean(z2[in_round_dev]))
 
+    def test_pred():
+        """Test-split predictions and targets (reported, never used for a decision)."""
+        if not len(test_idx):
+            return np.empty((0, len(names))), np.empty((0, len(names)))
+        return predict_dataset(model, dataset(test_idx), prep, device=device)
+
+    def test_losses(pred_tgt):
+        return {f"test_{g}": v for g, v in group_losses(*pred_tgt, label_std,
+                                                          source[test_idx]).items()}
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / "_round"
     losses, round_loss = dev_losses()
     best, best_round_loss = rare_loss(losses), round_loss
+    majority_ref = losses.get(MAJORITY, np.nan)  # the input model's Payne dev loss
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    test_before = test_pred()
     history = [{"round": 0, "n_train": 0, "n_payne": 0, "epochs": 0, "rare_dev": best,
-                "kept": 1, **{f"dev_{g}": v for g, v in losses.items()}}]
-    log.info("adaptation start: dev losses %s", _fmt(losses))
+                "kept": 1, "guard": 0, "majority_dev_ratio": 1.0,
+                **{f"dev_{g}": v for g, v in losses.items()}, **test_losses(test_before)}]
+    log.info("adaptation start: dev losses %s; majority guard: a round may raise the %s dev "
+             "loss by at most %.1f %%", _fmt(losses), MAJORITY, 100 * majority_tolerance)
     bad = 0
     for r in range(1, max_rounds + 1):
         subset = draw_subset(payne_train, fraction, seed, r)
@@ -162,13 +200,22 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                      best_loss=best_round_loss)
         losses, round_loss = dev_losses()
         loss = rare_loss(losses)
-        kept = loss < best * (1 - min_improvement)
+        ratio = losses.get(MAJORITY, np.nan) / majority_ref
+        guard = bool(ratio > 1 + majority_tolerance)  # NaN (no Payne dev stars): no guard
+        kept = loss < best * (1 - min_improvement) and not guard
         history.append({"round": r, "n_train": len(train_idx), "n_payne": len(subset),
                         "epochs": len(result.history), "rare_dev": loss, "kept": int(kept),
-                        **{f"dev_{g}": v for g, v in losses.items()}})
+                        "guard": int(guard), "majority_dev_ratio": float(ratio),
+                        **{f"dev_{g}": v for g, v in losses.items()},
+                        **test_losses(test_pred())})
         log.info("round %d: %d training stars (%d Payne), %d epochs, dev losses %s%s", r,
                  len(train_idx), len(subset), len(result.history), _fmt(losses),
                  " (best)" if kept else "")
+        if guard:
+            log.warning("round %d rejected by the majority guard: %s dev loss %.4f is %.1f %% "
+                        "above the input model's %.4f (tolerance %.1f %%)", r, MAJORITY,
+                        losses[MAJORITY], 100 * (ratio - 1), majority_ref,
+                        100 * majority_tolerance)
         if kept:
             best, best_round_loss, bad = loss, round_loss, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -176,6 +223,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                 **meta, "labels_path": str(labels), "store": str(store),
                 "adaptation": {"from": str(model_path), "fraction": fraction, "seed": seed,
                                "rounds": r, "options": asdict(options),
+                               "majority_tolerance": majority_tolerance,
                                "method": "Olney et al. 2020 sec. 3.4 stratified sampling"}})
         else:
             bad += 1
@@ -189,15 +237,64 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         log.warning("no adaptation round improved the YSO/M-dwarf dev loss; %s is a copy of "
                     "%s", out / BEST_NAME, model_path)
         shutil.copyfile(model_path, out / BEST_NAME)
-    return Table(rows=history)
+    model.load_state_dict(best_state)
+    report = report_on_test(*test_before, *test_pred(), source[test_idx], label_std, names)
+    _write_table_csv(out / REPORT_NAME, report)
+    table = Table(rows=history)
+    table.meta["test_report"] = report
+    table.meta["majority_tolerance"] = majority_tolerance
+    table.meta["label_names"] = names
+    return table
+
+
+def report_on_test(pred_before: np.ndarray, target: np.ndarray, pred_after: np.ndarray,
+                target_after: np.ndarray, source: np.ndarray, label_std: np.ndarray,
+                label_names) -> list[dict]:
+    """Test-split standardised MSE (§3.3) and per-label scatter (std of prediction − label,
+    Table 3, physical units) per group, input model (``before``) vs adapted (``after``)."""
+    rows = []
+    for g in sorted(set(np.asarray(source).astype(str))):
+        sel = source == g
+        row = {"group": g, "n_test": int(sel.sum()),
+               "mse_before": group_losses(pred_before[sel], target[sel], label_std,
+                                          source[sel])[g],
+               "mse_after": group_losses(pred_after[sel], target_after[sel], label_std,
+                                         source[sel])[g]}
+        for j, name in enumerate(label_names):
+            row[f"{name}_before"] = float(np.nanstd(pred_before[sel, j] - target[sel, j]))
+            row[f"{name}_after"] = float(np.nanstd(pred_after[sel, j] - target_after[sel, j]))
+        rows.append(row)
+    return rows
+
+
+def format_test_report(report: list[dict], label_names) -> str:
+    """The test report as printable text (after/before ratios: < 1 is better)."""
+    lines = ["test split, input model -> adapted model (standardised MSE; scatter per label)",
+             f"{'group':6s} {'n':>5s} {'MSE before':>11s} {'after':>8s} {'ratio':>6s}  "
+             + "  ".join(f"{n + ' before':>12s} {'after':>8s}" for n in label_names)]
+    for r in report:
+        ratio = r["mse_after"] / r["mse_before"] if r["mse_before"] else np.nan
+        lines.append(f"{r['group']:6s} {r['n_test']:5d} {r['mse_before']:11.4f} "
+                     f"{r['mse_after']:8.4f} {ratio:6.2f}  " + "  ".join(
+                         f"{r[n + '_before']:12.4g} {r[n + '_after']:8.4g}"
+                         for n in label_names))
+    return "\n".join(lines)
 
 
 def _fmt(losses: dict[str, float]) -> str:
     return ", ".join(f"{g} {v:.4f}" for g, v in sorted(losses.items()))
 
 
+def _write_table_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["group"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _write_log(path: Path, history: list[dict]) -> None:
-    keys = sorted({k for h in history for k in h}, key=lambda k: (k.startswith("dev_"), k))
+    keys = sorted({k for h in history for k in h},
+                  key=lambda k: (k.startswith("test_"), k.startswith("dev_"), k))
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()

@@ -80,9 +80,10 @@ def train_apogee_net(store, labels, out, max_epochs: int = 100, batch_size: int 
     label_columns = list(label_columns)
     where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
     rows, joined, report = join_labels(store, labels, label_columns=label_columns)
-    split = np.asarray(joined["split"])  # train/dev/test, checked by join_labels
+    split = np.asarray(joined["split"])  # train/dev/cal/test, checked by join_labels
     targets = np.column_stack([np.asarray(joined[c], float) for c in label_columns])
-    parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "test")}
+    # "cal" (σ calibration, apogee_net.evaluation.groupcal): never trained on nor stopped on
+    parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "cal", "test")}
     for name in ("train", "dev"):
         if len(parts[name]) == 0:
             raise ValueError(f"no '{name}' stars with spectra after joining {where} with "

@@ -29,7 +29,7 @@ PHOTOMETRY_COLUMNS = (
 #: Label table columns (teff in K, logg in dex [cgs], fe_h in dex).
 LABEL_COLUMNS = ("apogee_id", "teff", "logg", "fe_h", "source", "split")
 SOURCES = ("payne", "mstar", "yso")
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "cal", "test")
 
 
 class TableError(ValueError):
@@ -79,12 +79,14 @@ def check_columns(table: Table, required: Iterable[str], where: str) -> None:
 
 
 def parse_split(values: Iterable, where: str) -> np.ndarray:
-    """The ``split`` column as lower-case ``train``/``dev``/``test`` strings (surrounding
-    blanks and case ignored); :class:`TableError` naming ``where`` and the other values."""
+    """The ``split`` column as lower-case ``train``/``dev``/``cal``/``test`` strings
+    (surrounding blanks and case ignored; ``cal``: the σ calibration split, see
+    :mod:`apogee_net.evaluation.groupcal`); :class:`TableError` naming ``where`` and the other
+    values."""
     split = [str(s).strip().lower() for s in values]
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
-        raise TableError(f"{where}: split values must be train, dev or test; "
+        raise TableError(f"{where}: split values must be train, dev, cal or test; "
                          f"found {', '.join(unknown[:10])}")
     return np.array(split, dtype="<U5")
 

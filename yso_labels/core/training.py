@@ -9,9 +9,12 @@ every epoch (``last.pt``, with the optimizer state, for ``resume``), the best mo
 ``model.pt`` (:mod:`yso_labels.core.checkpoint`), a CSV log, seeding, CPU/GPU, mixed
 precision on GPUs and data parallelism under ``torchrun`` (:mod:`yso_labels.core.distributed`).
 
-The loss is ``loss_fn(output, batch) -> (batch,)`` per-sample loss; the loop reduces it as the
-weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` (weights from ``batch["weight"]``, else 1), identically on one
-process or many. The photometric CNN (:mod:`yso_labels.photcnn`), APOGEE Net
+The loss is ``loss_fn(output, batch) -> (batch,)`` per-sample loss; the loop reduces each
+training batch as the weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` (weights from ``batch["weight"]``, else
+1; ``weight_norm="sum_w"``) or as the mean ``Σ wᵢ lᵢ / n`` (``weight_norm="batch"``: Keras'
+``SUM_OVER_BATCH_SIZE`` reduction of astroNN's ``weighted_loss`` = loss × sample_weight, with
+which Li et al. trained), identically on one process or many. The two agree without weights.
+The photometric CNN (:mod:`yso_labels.photcnn`), APOGEE Net
 (:mod:`apogee_net.network.train`), its adaptation and the LAMOST Bayesian CNN all train here.
 Resuming (``options.resume`` and a ``last.pt``) refuses a run written with another
 architecture, other :data:`RESUME_OPTIONS` or another caller ``meta["resume_key"]``.
@@ -43,6 +46,10 @@ log = logging.getLogger(__name__)
 BEST_NAME, LAST_NAME, LOG_NAME = "model.pt", "last.pt", "train_log.csv"
 
 
+#: Per-batch reductions of weighted losses (module docstring).
+WEIGHT_NORMS = ("sum_w", "batch")
+
+
 @dataclass
 class TrainOptions:
     """Training options; defaults are the paper's (§3.3): batch 128, learning rate 1e-3,
@@ -52,7 +59,9 @@ class TrainOptions:
     ``optimizer``: ``adam`` (default here) or ``sgd`` (the paper's text); ``amp``: bf16
     (fp16 with loss scaling where bf16 is unsupported) autocast on GPUs, ignored on the
     CPU; ``workers``: DataLoader worker processes; ``lr_plateau``: halve the learning rate
-    after this many epochs without a better dev loss (0: constant learning rate).
+    after this many epochs without a better dev loss (0: constant learning rate);
+    ``weight_norm``: per-batch reduction of weighted losses, ``sum_w`` (Σwl/Σw) or ``batch``
+    (Σwl/n, Keras/astroNN).
     """
 
     batch_size: int = 128
@@ -68,13 +77,15 @@ class TrainOptions:
     optimizer: str = "adam"
     progress: bool = True
     lr_plateau: int = 0
+    weight_norm: str = "sum_w"
 
     def __post_init__(self):
         checks = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0,
                   "dropout": 0 <= self.dropout < 1, "patience": self.patience >= 1,
                   "max_epochs": self.max_epochs >= 1, "workers": self.workers >= 0,
                   "optimizer": self.optimizer in ("adam", "sgd"),
-                  "lr_plateau": self.lr_plateau >= 0}
+                  "lr_plateau": self.lr_plateau >= 0,
+                  "weight_norm": self.weight_norm in WEIGHT_NORMS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError("invalid training option(s): "
@@ -330,7 +341,9 @@ def _train_epoch(net, loader, loss_fn, prepare, optimizer, autocast, scaler, ctx
         per, w = _batch_losses(net, batch, loss_fn, prepare, autocast, ctx.device)
         wsum = w.sum()
         # Σ_batch w l / (Σ_all-ranks w / world): DDP's mean over ranks then gives Σ w l / Σ w
-        global_w = distributed.all_reduce_sum(wsum.detach(), ctx) / ctx.world_size
+        # ("sum_w"); with the sample count instead of Σ w: Σ w l / n ("batch", Keras/astroNN)
+        norm = wsum if options.weight_norm == "sum_w" else torch.full_like(wsum, len(w))
+        global_w = distributed.all_reduce_sum(norm.detach(), ctx) / ctx.world_size
         loss = (w * per).sum() / global_w.clamp(min=1e-30)
         if not torch.isfinite(loss):
             raise ValueError(f"training diverged at epoch {epoch} (loss {loss.item()}); "
