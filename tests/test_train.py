@@ -262,7 +262,7 @@ def test_train_apogee_net_cli(tmp_path):
     np.testing.assert_allclose(meta["label_scaler"]["mean"], expect.mean, rtol=1e-12)
     np.testing.assert_allclose(meta["label_range"][1], [np.max(train[c]) for c in
                                                         ("logg", "teff", "fe_h")])
-    assert meta["n_split"] == {"train": 57, "dev": 19, "test": 20}
+    assert meta["n_split"] == {"train": 57, "dev": 19, "cal": 0, "test": 20}
     assert ckpt["arch_kwargs"]["npix"] == 512
     assert (run / "test_metrics.json").exists()
     with pytest.raises(FileExistsError, match="--resume"):
