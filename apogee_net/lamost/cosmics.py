@@ -6,8 +6,8 @@ absorption or emission, sky residual — has passed through, and (3) not at the 
 line that can appear in emission (stellar lines in the rest frame, night-sky and
 city-light lines in the observed frame).
 
-**LSF width.** LAMOST LRS has R = λ/Δλ ≈ 1800 (Cui et al. 2012, RAA 12, 1197, §1 and §4.2;
-Luo et al. 2015, RAA 15, 1095, §2: "R ≈ 1800 at 5500 Å"). On the log-linear grid
+**LSF width.** LAMOST LRS has R = λ/Δλ ≈ 1800 (Li et al. 2022, §2.2, citing Cui et al.
+2012, RAA 12, 1197 and Zhao et al. 2012, RAA 12, 723). On the log-linear grid
 λ_i = 10^(COEFF0 + COEFF1·i) one pixel is Δλ/λ = ln(10)·COEFF1 = 2.303e−4, so the LSF's
 FWHM is 1/(R·ln10·COEFF1) = 2.41 px and σ_LSF = FWHM/(2√(2 ln 2)) = 1.02 px at every
 wavelength (:func:`lsf_sigma_pixels`). A feature of that shape and peak excess e over the
@@ -49,14 +49,15 @@ from scipy import ndimage
 __all__ = ["cosmic_ray_mask", "lsf_sigma_pixels", "lsf_sharpness", "line_mask",
            "LAMOST_RESOLUTION", "SKY_LINES", "STELLAR_EMISSION_LINES"]
 
-#: LAMOST LRS resolving power (Cui et al. 2012, §4.2; Luo et al. 2015, §2).
+#: LAMOST LRS resolving power (Li et al. 2022 §2.2; Cui et al. 2012; Zhao et al. 2012).
 LAMOST_RESOLUTION = 1800.0
 #: log10 pixel step of the LAMOST grid (header COEFF1).
 LAMOST_LOG_STEP = 1e-4
 
 #: Night-sky and city-light emission lines at Xinglong, vacuum Å (observed frame):
 #: Hg I 4047, 4358, 5461, 5770, 5791 (street lamps), [O I] 5577, 6300, 6364, Na I D, and the
-#: brightest OH lines of Osterbrock et al. (1996, PASP 108, 277, Table 2) above 6800 Å;
+#: brightest OH lines of the night-sky atlas of Osterbrock et al. (1996, PASP 108, 277)
+#: above 6800 Å (the ±3 px window is ±4–5 Å there, wider than any rounding here);
 #: air wavelengths converted to vacuum (Morton 2000, ApJS 130, 403, eq. 3).
 SKY_LINES = (4047.70, 4359.56, 5462.26, 5578.89, 5771.19, 5792.27, 5891.58, 5897.55,
              6302.04, 6365.54, 6865.85, 7318.30, 7342.91, 7752.77, 7796.25, 7823.65,
