@@ -44,7 +44,7 @@ import apogee_net.lamost.preprocess as preprocess
 from apogee_net.lamost.ingest import ingest_lamost
 from apogee_net.lamost.labels import LABELS
 from apogee_net.lamost.training import assign_splits, train_lamost
-from yso_labels.runtime import seed_everything
+from yso_labels.core.runtime import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lamost_cosmics import old_cosmic_ray_mask  # noqa: E402
@@ -80,8 +80,9 @@ def store_arrays(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
     import h5py
 
     with h5py.File(path, "r") as h5:
+        key = "spec_id" if "spec_id" in h5 else "apogee_id"
         flux = h5["flux"][:].astype(np.float64)
-        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in h5["apogee_id"][:]]
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in h5[key][:]]
         snr = h5["snr"][:]
     return np.where(np.isfinite(flux), flux, 1.0), ids, snr
 
@@ -173,10 +174,11 @@ def main() -> None:
 
     # ------------------------------------------------------------ the 60 real spectra
     index = Table.read(Path(args.real) / "index_with_lasp_labels.csv", format="ascii.csv")
+    from apogee_net.inference.chunks import read_chunk
+    from apogee_net.inference.predict import load_model
     from apogee_net.lamost.io import read_lamost
     from apogee_net.lamost.model import BayesianCNN
     from apogee_net.lamost.predict import predict_arrays
-    from apogee_net.predict import load_model, read_chunk
 
     lm = load_model(work / "run" / "model.pt", expect=BayesianCNN)
     reports, cats = {}, {}
@@ -203,7 +205,7 @@ def main() -> None:
     mae_ridge = np.abs(rid - lasp).mean(0)
     bias_cnn = (cnn - lasp).mean(0)
     cat_b = cats["before"][np.array([{k: i for i, k in enumerate(
-        cats["before"]["apogee_id"])}[key_by_file[f]] for f in index["file"]])]
+        cats["before"]["spec_id"])}[key_by_file[f]] for f in index["file"]])]
     cnn_b = np.column_stack([cat_b[n] for n in CORE])
 
     print(f"\nsimulated test ({args.test_stars} spectra): MAE Teff / log g / [Fe/H]")
