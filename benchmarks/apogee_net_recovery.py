@@ -5,15 +5,17 @@ Simulates ``--n`` apStar-grid spectra with The Payne's unnormalised emulator (Ti
 APOGEE Net with ``train_apogee_net`` (the code behind ``apogee-net train``; 80/10/10
 train/dev/test), and prints, side by side:
 
-- the test-split scatter per label against Olney et al. (2020) Table 3, full sample, test
-  (184 K, 0.216 dex, 0.091 dex), and against a ridge regression on the same inputs;
+- the test-split scatter per label against a ridge regression on the same standardised
+  pixels and a quadratic Cannon on the same median-scaled flux, fitted in the same run on
+  the same split (:mod:`apogee_net.evaluation.baselines`), and against Olney et al. (2020)
+  Table 3, full sample, test (184 K, 0.216 dex, 0.091 dex);
 - training time and training spectra per second;
 - inference spectra per second: plain, 100 perturbed realizations batched
   (:func:`apogee_net.inference.uncertainty.perturbed_predict`) and a naive loop of one realization
   per forward pass, with their ratios;
 - ``apogee-net predict`` on the two real DR17 apStar files of ``../shared/data/apogee``.
 
-Run: ``python benchmarks/apogee_net_recovery.py [--n 3000] [--max-epochs 30]``. CPU by
+Run: ``python benchmarks/apogee_net_recovery.py [--n 3000] [--max-epochs N]``. CPU by
 default (``--device``); takes tens of minutes on two cores.
 """
 
@@ -78,24 +80,6 @@ def make_store(args, out: Path):
     return store, table
 
 
-def ridge_baseline(store, table, prep, alpha: float = 1.0) -> dict:
-    """Ridge regression on the same standardised inputs (test scatter per label)."""
-    from sklearn.linear_model import Ridge
-
-    from apogee_net.spectra.store import open_store
-
-    rows = {s: np.flatnonzero(np.asarray(table["split"]) == s) for s in ("train", "test")}
-    with open_store(store) as h5:
-        xs = {s: prep.inputs(torch.from_numpy(h5["flux"][np.sort(r)]),
-                             torch.from_numpy(h5["error"][np.sort(r)]))[:, 0].numpy()
-              for s, r in rows.items()}
-    y = {s: np.column_stack([np.asarray(table[c])[np.sort(r)] for c in ("logg", "teff", "fe_h")])
-         for s, r in rows.items()}
-    model = Ridge(alpha=alpha).fit(xs["train"], y["train"])
-    diff = model.predict(xs["test"]) - y["test"]
-    return {c: float(np.std(diff[:, j])) for j, c in enumerate(("logg", "teff", "fe_h"))}
-
-
 def throughput(model, prep, flux, error, realizations: int, n_naive: int,
                repeats: int = 3) -> dict:
     """Spectra per second of plain prediction, batched realizations and the naive loop,
@@ -126,10 +110,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=3000, help="simulated spectra")
     p.add_argument("--snr", default="50:200")
-    p.add_argument("--max-epochs", type=int, default=30)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    # training options default to the library's (train_apogee_net)
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--flux-norm", default="median", choices=("median", "none"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -146,6 +131,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    from apogee_net.evaluation.baselines import store_baselines
     from apogee_net.inference.predict import load_model, predict_catalog
     from apogee_net.network.train import train_apogee_net
     from apogee_net.spectra.store import open_store
@@ -153,10 +139,10 @@ def main() -> None:
     store, table = make_store(args, out)
     run = out / f"run-{args.flux_norm}-{args.n}"
     t0 = time.perf_counter()
-    result = train_apogee_net(store, table, run, max_epochs=args.max_epochs,
-                              batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                              device=args.device, seed=args.seed, flux_norm=args.flux_norm,
-                              resume=True, progress=False)
+    given = {k: getattr(args, k) for k in ("max_epochs", "batch_size", "lr", "patience")
+             if getattr(args, k) is not None}
+    result = train_apogee_net(store, table, run, device=args.device, seed=args.seed,
+                              flux_norm=args.flux_norm, resume=True, progress=False, **given)
     train_s = time.perf_counter() - t0
     metrics = json.loads((run / "test_metrics.json").read_text())
     epochs = len(result.history)
@@ -164,13 +150,18 @@ def main() -> None:
     print(f"\ntraining: {epochs} epochs (best {result.best_epoch}) in {train_s:.0f} s, "
           f"{rate:.1f} training spectra/s per epoch, flux_norm={args.flux_norm}")
     lm = load_model(run / "model.pt", device=args.device)
-    ridge = ridge_baseline(store, table, lm.preprocess)
-    print(f"{'label':6s} {'CNN scatter':>12s} {'paper test':>11s} {'CNN/paper':>10s} "
-          f"{'ridge':>9s} {'bias':>9s}")
+    base = store_baselines(store, table, lm.preprocess)
+    print(f"baselines on the same split and inputs: ridge (alpha {base['ridge']['alpha']:g}, "
+          f"chosen on dev) {base['ridge']['seconds']:.0f} s, quadratic Cannon "
+          f"{base['cannon']['seconds']:.0f} s to train")
+    print(f"TEST split ({metrics['teff']['n']} stars), scatter:")
+    print(f"{'label':6s} {'CNN':>9s} {'ridge':>9s} {'Cannon':>9s} {'CNN/ridge':>10s} "
+          f"{'paper test':>11s} {'CNN bias':>9s}")
     for name in ("teff", "logg", "fe_h"):
-        m = metrics[name]
-        print(f"{name:6s} {m['scatter']:12.4g} {PAPER_TEST[name]:11.4g} "
-              f"{m['scatter'] / PAPER_TEST[name]:10.3f} {ridge[name]:9.4g} {m['bias']:9.3g}")
+        m, r, c = metrics[name], base["ridge"][name], base["cannon"][name]
+        print(f"{name:6s} {m['scatter']:9.4g} {r['scatter']:9.4g} {c['scatter']:9.4g} "
+              f"{m['scatter'] / r['scatter']:10.3f} {PAPER_TEST[name]:11.4g} "
+              f"{m['bias']:9.3g}")
     if not args.skip_inference:
         test_rows = np.sort(np.flatnonzero(np.asarray(table["split"]) == "test"))[:args.n_bench]
         with open_store(store) as h5:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from yso_labels.cli import device_arg as _device
 
+#: Training options whose default is the library's (``train_apogee_net``) when not given.
+RECIPE_OPTIONS = ("max_epochs", "batch_size", "lr", "patience", "dropout", "schedule",
+                  "warmup", "weight_decay", "optimizer", "noise_augment")
+
 
 def _cmd_train(args) -> None:
     from apogee_net.network.train import train_apogee_net
 
+    recipe = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
     result = train_apogee_net(
-        args.store, args.labels, args.out, max_epochs=args.max_epochs,
-        batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
-        seed=args.seed, resume=args.resume, amp=args.amp, workers=args.workers,
-        dropout=args.dropout, flux_norm=args.flux_norm, arch=args.arch,
-        photometry=args.photometry)
+        args.store, args.labels, args.out, device=args.device, seed=args.seed,
+        resume=args.resume, amp=args.amp, workers=args.workers, flux_norm=args.flux_norm,
+        arch=args.arch, photometry=args.photometry, **recipe)
     print_fit(result)
 
 
@@ -56,12 +59,27 @@ def register(sub) -> None:
     p.add_argument("--labels", required=True,
                    help="label table: apogee_id, logg, teff, fe_h, source, split")
     p.add_argument("--out", required=True, metavar="RUNDIR", help="run directory")
-    p.add_argument("--max-epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=128, help="global batch (paper: 128)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-3)")
-    p.add_argument("--patience", type=int, default=5,
-                   help="epochs without a better dev loss before stopping (paper: 5)")
-    p.add_argument("--dropout", type=float, default=0.1, help="FC dropout (paper: 0.1)")
+    # the recipe's defaults are train_apogee_net's (benchmarks/README.md, issue 14)
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="epoch budget (the cosine schedule spans it; default 30)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch (default 32; paper: 128)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (1e-3)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without a better dev loss before stopping (default 10; "
+                   "paper: 5)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=None,
+                   help="learning rate: warm-up then cosine decay (default), or constant "
+                   "(the paper's)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up epochs (default 1)")
+    p.add_argument("--weight-decay", type=float, default=None, help="(default 0)")
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None,
+                   help="(default adam)")
+    p.add_argument("--noise-augment", type=float, default=None,
+                   help="add a fresh draw of this many times each spectrum's own error "
+                   "every epoch (default 0: off)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="FC dropout (default 0; paper: 0.1)")
     add_arch_options(p, default="apogeenet1")
     p.add_argument("--flux-norm", choices=("median", "none"), default="median",
                    help="divide each spectrum by its median before the per-pixel "

@@ -45,23 +45,28 @@ class APOGEENet(nn.Module):
     ``in_channels``: spectra channels (1 for flux); ``n_targets``: output labels;
     ``dropout``: dropout probability on the two hidden fully connected layers;
     ``npix``: pixels per spectrum (8575 for apStar; the flattened size is
-    64·⌊npix/64⌋, i.e. 64·133 for apStar).
+    64·⌊npix/64⌋, i.e. 64·133 for apStar); ``batchnorm``: an OPTION outside the paper,
+    batch normalisation (Ioffe & Szegedy 2015) after each convolution, before its ReLU.
     Input: ``(batch, in_channels, npix)`` standardised flux; output ``(batch, n_targets)``.
     """
 
     def __init__(self, in_channels: int = 1, n_targets: int = 3, dropout: float = 0.1,
-                 npix: int = APSTAR_NPIX):
+                 npix: int = APSTAR_NPIX, batchnorm: bool = False):
         super().__init__()
         if npix < 64:
             raise ValueError(f"APOGEENet needs at least 64 pixels per spectrum, got {npix}")
         self.arch_kwargs = {"in_channels": int(in_channels), "n_targets": int(n_targets),
                             "dropout": float(dropout), "npix": int(npix)}
+        if batchnorm:  # only when set: checkpoints of the paper's network are unchanged
+            self.arch_kwargs["batchnorm"] = True
         self.in_channels, self.n_targets, self.npix = int(in_channels), int(n_targets), int(npix)
         convs, previous = [], in_channels
         for channels in CONV_CHANNELS:
             convs.append(nn.Conv1d(previous, channels, kernel_size=3, padding=1))
             previous = channels
         self.convs = nn.ModuleList(convs)
+        self.norms = (nn.ModuleList(nn.BatchNorm1d(c) for c in CONV_CHANNELS) if batchnorm
+                      else None)
         # six poolings of 2 with floor: ⌊⌊n/2⌋/2⌋… = ⌊n/64⌋ (133 for 8575)
         self.n_flat = CONV_CHANNELS[-1] * (npix // 2 ** (len(CONV_CHANNELS) // 2))
         self.fc1 = nn.Linear(self.n_flat, 512)
@@ -87,9 +92,13 @@ class APOGEENet(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.in_channels or x.shape[2] != self.npix:
             raise ValueError(f"APOGEENet expects input (batch, {self.in_channels}, {self.npix}), "
                              f"got {tuple(x.shape)}")
-        for i in range(0, len(self.convs), 2):
-            x = F.relu(self.convs[i + 1](F.relu(self.convs[i](x))))
-            x = F.max_pool1d(x, 2)
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = F.relu(x)
+            if i % 2:
+                x = F.max_pool1d(x, 2)
         x = x.flatten(1)
         x = F.relu(self.dropout(self.fc1(x)))
         x = F.relu(self.dropout(self.fc2(x)))

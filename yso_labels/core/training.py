@@ -50,13 +50,37 @@ BEST_NAME, LAST_NAME, LOG_NAME = "model.pt", "last.pt", "train_log.csv"
 WEIGHT_NORMS = ("sum_w", "batch")
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(options: TrainOptions, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based, over the whole run) as a fraction of
+    ``options.lr``: 1 for ``constant``; for ``cosine`` a linear warm-up over ``warmup``
+    epochs, then ``(1 + cos(π t)) / 2`` with ``t`` the fraction of the remaining steps done
+    (Loshchilov & Hutter 2017, eq. 5 with η_min = 0)."""
+    if options.schedule == "constant":
+        return 1.0
+    total = options.max_epochs * steps_per_epoch
+    warm = options.warmup * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(total - warm, 1)
+    return 0.5 * (1.0 + float(np.cos(np.pi * min(t, 1.0))))
+
+
 @dataclass
 class TrainOptions:
     """Training options; defaults are the paper's (§3.3): batch 128, learning rate 1e-3,
     dropout 0.1, early stopping after 5 epochs without a better dev loss.
 
     ``batch_size`` is the global batch (split over the processes under ``torchrun``);
-    ``optimizer``: ``adam`` (default here) or ``sgd`` (the paper's text); ``amp``: bf16
+    ``optimizer``: ``adam`` (default here), ``adamw`` (Adam with decoupled weight decay,
+    Loshchilov & Hutter 2019) or ``sgd`` (the paper's text); ``weight_decay``: L2 penalty
+    (``adam``/``sgd``) or decoupled decay (``adamw``); ``schedule``: ``constant`` learning
+    rate (the paper's) or ``cosine``: linear warm-up over the first ``warmup`` epochs, then
+    half a cosine from ``lr`` to 0 at ``max_epochs`` (Loshchilov & Hutter 2017, SGDR eq. 5,
+    one cycle), set every optimizer step (:func:`lr_factor`); ``amp``: bf16
     (fp16 with loss scaling where bf16 is unsupported) autocast on GPUs, ignored on the
     CPU; ``workers``: DataLoader worker processes; ``lr_plateau``: halve the learning rate
     after this many epochs without a better dev loss (0: constant learning rate);
@@ -78,13 +102,20 @@ class TrainOptions:
     progress: bool = True
     lr_plateau: int = 0
     weight_norm: str = "sum_w"
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: float = 0.0
 
     def __post_init__(self):
         checks = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0,
                   "dropout": 0 <= self.dropout < 1, "patience": self.patience >= 1,
                   "max_epochs": self.max_epochs >= 1, "workers": self.workers >= 0,
-                  "optimizer": self.optimizer in ("adam", "sgd"),
-                  "lr_plateau": self.lr_plateau >= 0,
+                  "optimizer": self.optimizer in OPTIMIZERS,
+                  "lr_plateau": self.lr_plateau >= 0 and not (
+                      self.lr_plateau and self.schedule != "constant"),
+                  "weight_decay": self.weight_decay >= 0,
+                  "schedule": self.schedule in SCHEDULES,
+                  "warmup": 0 <= self.warmup < self.max_epochs,
                   "weight_norm": self.weight_norm in WEIGHT_NORMS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -188,17 +219,20 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
 def fit(model: torch.nn.Module, train_set, dev_set, loss_fn: Callable, out_dir,
         options: TrainOptions, meta: Mapping[str, Any] | None = None, *,
         prepare: Callable[[dict], dict] = default_prepare,
+        train_prepare: Callable[[dict], dict] | None = None,
         init_state: Mapping[str, torch.Tensor] | None = None,
         best_loss: float | None = None,
         arch_kwargs: Mapping[str, Any] | None = None) -> FitResult:
     """Train ``model`` with early stopping on the dev loss; see the module docstring.
 
     ``prepare(batch) -> batch`` runs on the device and must set ``batch["input"]`` (and may
-    standardise ``batch["target"]``); ``init_state``: weights to start from (e.g. the best
-    model of a previous round); ``best_loss``: dev loss a new best must beat (e.g. that of
-    ``init_state``; default ∞: the first epoch is a best); ``arch_kwargs``: constructor
-    arguments saved in the checkpoint (default ``model.arch_kwargs``); ``meta``: saved in
-    the checkpoint (label names, scalers, provenance). Writes ``out_dir/model.pt`` (best),
+    standardise ``batch["target"]``); ``train_prepare``: used instead on training batches
+    (e.g. with noise augmentation; default ``prepare``); ``init_state``: weights to start
+    from (e.g. the best model of a previous round); ``best_loss``: dev loss a new best must
+    beat (e.g. that of ``init_state``; default ∞: the first epoch is a best);
+    ``arch_kwargs``: constructor arguments saved in the checkpoint (default
+    ``model.arch_kwargs``); ``meta``: saved in the checkpoint (label names, scalers,
+    provenance). Writes ``out_dir/model.pt`` (best),
     ``last.pt`` (every epoch) and ``train_log.csv``; only rank 0 writes. Returns a
     :class:`FitResult`; the model holds the best weights on return. ``dev_set`` None: the
     training loss is monitored.
@@ -209,13 +243,13 @@ def fit(model: torch.nn.Module, train_set, dev_set, loss_fn: Callable, out_dir,
     ctx = distributed.setup(options.device)
     try:
         return _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare,
-                    init_state, best_loss, arch_kwargs, ctx)
+                    train_prepare or prepare, init_state, best_loss, arch_kwargs, ctx)
     finally:
         distributed.teardown(ctx)
 
 
-def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, init_state,
-         best_loss, arch_kwargs, ctx) -> FitResult:
+def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, train_prepare,
+         init_state, best_loss, arch_kwargs, ctx) -> FitResult:
     if len(train_set) == 0:
         raise ValueError("training set is empty")
     if ctx.is_main:
@@ -225,8 +259,8 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device)
-    opt_cls = torch.optim.Adam if options.optimizer == "adam" else torch.optim.SGD
-    optimizer = opt_cls(model.parameters(), lr=options.lr)
+    optimizer = OPTIMIZERS[options.optimizer](model.parameters(), lr=options.lr,
+                                              weight_decay=options.weight_decay)
     autocast, scaler = _autocast(device, options.amp)
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                           patience=options.lr_plateau)
@@ -272,7 +306,7 @@ def _fit(model, train_set, dev_set, loss_fn, out_dir, options, meta, prepare, in
         sampler.set_epoch(epoch)
         torch.manual_seed(_epoch_seed(options.seed, epoch, ctx.rank))
         t0 = time.perf_counter()
-        train_loss = _train_epoch(net, train_loader, loss_fn, prepare, optimizer, autocast,
+        train_loss = _train_epoch(net, train_loader, loss_fn, train_prepare, optimizer, autocast,
                                   scaler, ctx, epoch, options)
         seconds = time.perf_counter() - t0
         dev_loss = (_evaluate(model, dev_loader, loss_fn, prepare, autocast, ctx)
@@ -337,7 +371,11 @@ def _train_epoch(net, loader, loss_fn, prepare, optimizer, autocast, scaler, ctx
     total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not (options.progress and ctx.is_main))
-    for batch in bar:
+    for i, batch in enumerate(bar):
+        if options.schedule != "constant":
+            factor = lr_factor(options, (epoch - 1) * len(loader) + i, len(loader))
+            for group in optimizer.param_groups:
+                group["lr"] = options.lr * factor
         per, w = _batch_losses(net, batch, loss_fn, prepare, autocast, ctx.device)
         wsum = w.sum()
         # Σ_batch w l / (Σ_all-ranks w / world): DDP's mean over ranks then gives Σ w l / Σ w
@@ -395,13 +433,16 @@ def _cpu_state(model) -> dict[str, torch.Tensor]:
 #: Training options that must be the same to resume a run (``patience``, ``max_epochs``,
 #: ``device``, ``workers``, ``amp`` and ``progress`` may change between the two calls).
 RESUME_OPTIONS = ("batch_size", "lr", "dropout", "seed", "optimizer", "lr_plateau")
+#: Also compared when not at their defaults (runs written before they existed still resume).
+RESUME_OPTIONS_SET = {"weight_decay": 0.0, "schedule": "constant", "warmup": 0.0}
 
 
 def _resume_key(options: TrainOptions, meta: Mapping[str, Any]) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote ``last.pt``: the
     :data:`RESUME_OPTIONS` and the caller's ``meta["resume_key"]`` (e.g. the data options)."""
     opts = asdict(options)
-    return {"options": {k: opts[k] for k in RESUME_OPTIONS},
+    keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items() if opts[k] != v)]
+    return {"options": {k: opts[k] for k in keys},
             "caller": meta.get("resume_key")}
 
 
