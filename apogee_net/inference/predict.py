@@ -51,7 +51,8 @@ FLAGS = {
     "BAD_PIXELS": (2, "fewer than half of the pixels have finite flux and valid error"),
     "OUT_OF_RANGE": (4, "a label outside the range of the training labels"),
     "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
-    "HOT": (16, "Teff above TEFF_MAX (6700 K): the paper left these out (edge effect)"),
+    "HOT": (16, "Teff above TEFF_MAX (6700 K): the version I paper left these out (edge "
+            "effect); kept as information for APOGEE Net II, which covers hot stars"),
     "NO_PHOTOMETRY": (64, "APOGEE Net II: a photometric input missing, filled with the "
                       "published replacement value (Sprague et al. 2022)"),
 }
