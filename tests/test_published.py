@@ -251,6 +251,9 @@ def test_version_two_weights_as_version_one_are_refused(tmp_path):
     torch.save(random_state(2), tmp_path / "peer.pt")
     with pytest.raises(ValueError, match="fc1.weight' has shape"):
         import_model(tmp_path / "peer.pt", "apogeenet1", tmp_path / "m.pt")
+    # a DataParallel save ("module." prefix) imports as the plain one
+    torch.save({f"module.{k}": v for k, v in random_state(2).items()}, tmp_path / "dp.pt")
+    import_model(tmp_path / "dp.pt", "apogeenet2", tmp_path / "m.pt")
 
 
 def test_photometry_rules_and_fetch_photometry_columns(tmp_path):

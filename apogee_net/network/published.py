@@ -288,6 +288,8 @@ def _load_state(path: Path) -> dict:
                                                for v in obj.values()):
         raise ValueError(f"{path}: expected a state dict (key → tensor) of a published "
                          "APOGEE Net model")
+    if obj and all(str(k).startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {str(k)[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
 
 
