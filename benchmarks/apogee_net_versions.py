@@ -71,8 +71,8 @@ def ridge(store, table, prep, phot=None) -> np.ndarray:
     regression on the standardised pixels (+ z-scored photometry)."""
     from sklearn.linear_model import Ridge
 
-    from apogee_net.photometry import photometry_input
-    from apogee_net.store import open_store
+    from apogee_net.network.photometry import photometry_input
+    from apogee_net.spectra.store import open_store
 
     split = np.asarray(table["split"])
     xs, ys = {}, {}
@@ -90,10 +90,10 @@ def ridge(store, table, prep, phot=None) -> np.ndarray:
 
 
 def cnn_residuals(run: Path, store, table, phot=None) -> np.ndarray:
-    from apogee_net.photometry import WithPhotometry
-    from apogee_net.predict import load_model
-    from apogee_net.store import SpectraDataset, join_labels
-    from apogee_net.train import predict_dataset
+    from apogee_net.inference.predict import load_model
+    from apogee_net.network.photometry import WithPhotometry
+    from apogee_net.network.train import predict_dataset
+    from apogee_net.spectra.dataset import SpectraDataset, join_labels
 
     lm = load_model(run / "model.pt")
     rows, joined, _ = join_labels(store, table, label_columns=list(lm.label_names))
@@ -115,9 +115,9 @@ def scatter(diff: np.ndarray, teff: np.ndarray) -> dict:
 
 def speed(repeats: int, n: int, realizations: int) -> dict:
     """Spectra/s of both architectures, untrained (the cost does not depend on weights)."""
-    from apogee_net.apogeenet2 import APOGEENet2, PhotPreprocess
-    from apogee_net.model import APOGEENet, Preprocess, Standardiser
-    from apogee_net.uncertainty import perturbed_predict
+    from apogee_net.inference.uncertainty import perturbed_predict
+    from apogee_net.network.apogeenet2 import APOGEENet2, PhotPreprocess
+    from apogee_net.network.model import APOGEENet, Preprocess, Standardiser
 
     rng = np.random.default_rng(0)
     flux = rng.uniform(100, 200, (n, 8575)).astype(np.float32)
@@ -160,8 +160,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from apogee_net.predict import load_model
-    from apogee_net.train import train_apogee_net
+    from apogee_net.inference.predict import load_model
+    from apogee_net.network.train import train_apogee_net
 
     store, table = make_store(args, out)
     h = h_magnitudes(store)  # the store was written in table order
@@ -208,8 +208,8 @@ def main() -> None:
 
 def h_magnitudes(store) -> np.ndarray:
     """H of each stored spectrum from its mean flux: the simulation scaled the mean over the
-    ASPCAP pixels to 1.133e7 × 10^(−0.4 H) (Cohen et al. 2003; apogee_net.simulate)."""
-    from apogee_net.store import open_store
+    ASPCAP pixels to 1.133e7 × 10^(−0.4 H) (Cohen et al. 2003; apogee_net.spectra.simulate)."""
+    from apogee_net.spectra.store import open_store
 
     with open_store(store) as h5:
         mean = np.concatenate([np.nanmean(h5["flux"][i:i + 256], axis=1)
