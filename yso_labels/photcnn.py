@@ -169,7 +169,8 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
                   batch_size: int = 256, lr: float = 2e-3, dev_fraction: float = 0.1,
                   patience: int = 25, channels: Sequence[int] = (32, 64, 128),
                   hidden: int = 256, use_radius_lum: bool = True, device: str = "auto",
-                  max_rows: int | None = None, resume: bool = True) -> dict:
+                  max_rows: int | None = None, resume: bool = True,
+                  models: str | None = None) -> dict:
     """Train the photometric CNN on a synthetic table; write the checkpoint ``out``.
 
     Trains with the toolkit's one loop (:func:`yso_labels.core.training.fit`): Adam on the
@@ -178,11 +179,18 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
     without dev improvement, early stop after ``patience``; the best dev weights are kept.
     The run's state is kept in the directory ``<out>.partial`` (``last.pt`` every epoch) and
     resumed from when ``resume`` (a run written with other options raises). Returns the
-    checkpoint ``meta``.
+    checkpoint ``meta``. ``models``: when given, the model family the table must have been
+    drawn from (its ``MODELS`` header, :mod:`yso_labels.families`); the table's family is
+    recorded in ``meta['models']`` either way.
     """
     table = _read(train_table, "training table")
     where = ("training table" if isinstance(train_table, Table)
              else f"training table {train_table}")
+    family = str(table.meta.get("MODELS", "parsec" if "PARSEC" in
+                                str(table.meta.get("GRID", "")) else "user grid"))
+    if models is not None and models != family:
+        raise ValueError(f"{where}: drawn from model family {family!r} (header MODELS), "
+                         f"but models={models!r} was requested")
     if max_rows:
         table = table[:max_rows]
     bands = table_bands(table)
@@ -213,7 +221,7 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
             "x_min": x.min(0).tolist(), "x_max": x.max(0).tolist(),
             "use_radius_lum": use_radius_lum, "limits": {b: LIMITS[b] for b in bands},
             "report_rules": dict(REPORT_RULES), "seed": seed, "options": options,
-            "grid": str(table.meta.get("GRID", "")), "grid_source":
+            "models": family, "grid": str(table.meta.get("GRID", "")), "grid_source":
             str(table.meta.get("GRIDSRC", "")), "mh": str(table.meta.get("MH", "")),
             "training_data": str(train_table) if not isinstance(train_table, Table)
             else "table in memory", "training_seed": str(table.meta.get("SEED", ""))}
@@ -297,7 +305,7 @@ def predict_photcnn(model_path, table, device: str = "auto", allow_missing: bool
     out["out_of_domain"] = np.array([bool(r) for r in reasons], dtype=bool)
     out["ood_reason"] = ["; ".join(r) for r in reasons]
     out.meta.update(PCMODEL=str(model_path), PCBANDS=" ".join(meta["bands"]),
-                    PCGRID=meta.get("grid", ""))
+                    PCGRID=meta.get("grid", ""), PCMODELS=meta.get("models", ""))
     return out
 
 
@@ -310,6 +318,7 @@ def run_predict(model_path, input, output, device: str = "auto",
     meta = provenance("photcnn predict", {"model": str(model_path), "input": str(input),
                                           "allow_missing": allow_missing},
                       model=str(model_path), grid=pred.meta.get("PCGRID", ""),
+                      models=pred.meta.get("PCMODELS", ""),
                       n_out_of_domain=int(pred["out_of_domain"].sum()))
     pred.meta.clear()
     return write_table(pred, output, meta)

