@@ -47,6 +47,7 @@ def build(out: Path, n_pool: int, n_dev: int, n_test: int, seed: int, snr: str):
     from apogee_net.spectra.apstar import apstar_wavelength
     from apogee_net.spectra.simulate import simulate_spectra
     from apogee_net.spectra.store import StoreWriter
+    from yso_labels.core.atomic import atomic_write
 
     n = n_pool + n_dev + n_test
     labels = draw_labels(n, seed)
@@ -57,9 +58,9 @@ def build(out: Path, n_pool: int, n_dev: int, n_test: int, seed: int, snr: str):
     store = out / f"spectra-{n_pool}-{n_dev}-{n_test}-{seed}.h5"
     if not store.exists():
         t0 = time.perf_counter()
-        tmp = store.with_suffix(".tmp.h5")
-        with StoreWriter(tmp, 8575, apstar_wavelength(), "apstar",
-                         {"simulated": "payne"}, overwrite=True) as writer:
+        with atomic_write(store) as tmp, StoreWriter(tmp, 8575, apstar_wavelength(), "apstar",
+                                                     {"simulated": "payne"},
+                                                     overwrite=True) as writer:
             for start in range(0, n, 1000):
                 sl = slice(start, min(n, start + 1000))
                 sim = simulate_spectra(labels[sl], emulator=emulator(), snr=snr, seed=seed,
@@ -67,7 +68,6 @@ def build(out: Path, n_pool: int, n_dev: int, n_test: int, seed: int, snr: str):
                 m = len(sim.flux)
                 writer.append(sim.flux, sim.error, np.zeros((m, 8575), np.int32), ids[sl],
                               sim.snr, sim.ra, sim.dec, [f"sim:{i}" for i in ids[sl]])
-        tmp.rename(store)
         print(f"simulated {n} spectra in {time.perf_counter() - t0:.0f} s: {store}")
     return store, table
 

@@ -97,7 +97,7 @@ def test_cosine_schedule_and_options():
     assert np.all(np.diff(f[10:]) < 0)
     assert lr_factor(TrainOptions(), 123, steps) == 1.0  # constant
     for bad in ({"schedule": "step"}, {"optimizer": "lion"}, {"weight_decay": -1},
-                {"warmup": 10, "max_epochs": 10}):
+                {"warmup": 11, "max_epochs": 10}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainOptions(**bad)
 

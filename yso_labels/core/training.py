@@ -115,7 +115,7 @@ class TrainOptions:
                       self.lr_plateau and self.schedule != "constant"),
                   "weight_decay": self.weight_decay >= 0,
                   "schedule": self.schedule in SCHEDULES,
-                  "warmup": 0 <= self.warmup < self.max_epochs,
+                  "warmup": 0 <= self.warmup <= self.max_epochs,
                   "weight_norm": self.weight_norm in WEIGHT_NORMS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -432,17 +432,15 @@ def _cpu_state(model) -> dict[str, torch.Tensor]:
 
 #: Training options that must be the same to resume a run (``patience``, ``max_epochs``,
 #: ``device``, ``workers``, ``amp`` and ``progress`` may change between the two calls).
-RESUME_OPTIONS = ("batch_size", "lr", "dropout", "seed", "optimizer", "lr_plateau")
-#: Also compared when not at their defaults (runs written before they existed still resume).
-RESUME_OPTIONS_SET = {"weight_decay": 0.0, "schedule": "constant", "warmup": 0.0}
+RESUME_OPTIONS = ("batch_size", "lr", "dropout", "seed", "optimizer", "lr_plateau",
+                  "weight_decay", "schedule", "warmup")
 
 
 def _resume_key(options: TrainOptions, meta: Mapping[str, Any]) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote ``last.pt``: the
     :data:`RESUME_OPTIONS` and the caller's ``meta["resume_key"]`` (e.g. the data options)."""
     opts = asdict(options)
-    keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items() if opts[k] != v)]
-    return {"options": {k: opts[k] for k in keys},
+    return {"options": {k: opts[k] for k in RESUME_OPTIONS},
             "caller": meta.get("resume_key")}
 
 
