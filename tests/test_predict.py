@@ -268,3 +268,33 @@ def test_predict_visits_on_the_real_three_visit_file(model_path, tmp_path, capsy
                                   realizations=0, device="cpu", progress=False))
     assert plain["teff"][0] == pytest.approx(teff[0], rel=1e-6)  # batch size: float32 sums
     assert "visit" not in plain.colnames
+
+
+def test_predict_mwmstar_and_mwmvisit(model_path, tmp_path):
+    """SDSS-V files (built to the astra data model, see tests/test_mwm.py): one row per
+    APOGEE spectrum, keyed by sdss_id; the APO row holds the real combined spectrum, so its
+    labels equal those of the apStar file; mwmVisit rows carry visit and MJD with --visits."""
+    from apogee_net.spectra.apstar import read_apstar_visits
+    from tests.test_mwm import MULTI, SDSS_ID, _ivar, _write
+
+    apstar = shared_file(*MULTI)
+    rows = read_apstar_visits(apstar)
+    star = _write(tmp_path / f"mwmStar-0.6.0-{SDSS_ID}.fits",
+                  [(np.nan_to_num(rows[0].flux), _ivar(rows[0]), rows[0].snr)],
+                  [(np.nan_to_num(rows[3].flux), _ivar(rows[3]), rows[3].snr)])
+    visit = _write(tmp_path / f"mwmVisit-0.6.0-{SDSS_ID}.fits",
+                   [(np.nan_to_num(r.flux), _ivar(r), r.snr, int(r.mjd)) for r in rows[1:]],
+                   [], visit=True)
+    cat = _read(predict_catalog(model_path, [apstar, star], tmp_path / "c.fits",
+                                realizations=0, device="cpu", progress=False))
+    cat.sort(["apogee_id", "telescope"])  # input files are taken in path order
+    assert list(cat["apogee_id"]) == ["2M17335483-2753043", str(SDSS_ID), str(SDSS_ID)]
+    assert list(cat["telescope"]) == ["apo25m", "apo25m", "lco25m"]
+    assert "visit" not in cat.colnames
+    np.testing.assert_allclose(cat["teff"][1], cat["teff"][0], rtol=1e-5)
+    vis = _read(predict_catalog(model_path, [apstar, visit], tmp_path / "v.fits",
+                                realizations=0, device="cpu", progress=False, visits=True))
+    vis.sort(["apogee_id", "visit"])
+    assert list(vis["visit"]) == [0, 1, 2, 3, 1, 2, 3]
+    assert list(vis["mjd"][4:]) == [56396, 56433, 56434]
+    np.testing.assert_allclose(vis["teff"][4:], vis["teff"][1:4], rtol=1e-5)

@@ -46,7 +46,8 @@ def _cmd_labels(args) -> None:
                                  id_table=args.id_table, apogee_key=args.apogee_key,
                                  require_core=not args.keep_incomplete,
                                  weights=args.weights, weight_standard=args.weight_standard,
-                                 uncovered_weight=args.uncovered_weight, seed=args.seed)
+                                 uncovered_weight=args.uncovered_weight, seed=args.seed,
+                                 quality_cuts=args.quality_cuts, duplicates=args.duplicates)
     print(f"wrote {path}")
 
 
@@ -123,6 +124,13 @@ def register(sub) -> None:
     p.add_argument("--uncovered-weight", choices=("error", "one"), default="error",
                    help="stars outside the weight table: stop (default) or weight 1")
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.add_argument("--quality-cuts", choices=("default", "none"), default="default",
+                   help="drop APOGEE rows with ASPCAPFLAG STAR_BAD, STARFLAG BAD_PIXELS, "
+                   "COMMISSIONING, VERY_BRIGHT_NEIGHBOR, LOW_SNR or EXTRATARG COMMISSIONING "
+                   "(default), or none")
+    p.add_argument("--duplicates", choices=("best-snr", "keep"), default="best-snr",
+                   help="APOGEE IDs with several rows: keep the highest-S/N row (default) "
+                   "or all")
     p.set_defaults(func=_cmd_labels)
 
     p = cmds.add_parser("train", help="train the Bayesian CNN",

@@ -26,6 +26,7 @@ from apogee_net.spectra.apstar import (
     telescope_of,
 )
 from apogee_net.spectra.inputs import expand_inputs
+from apogee_net.spectra.mwm import count_apogee_rows, is_mwm_name, read_mwm
 from apogee_net.spectra.store import decode_strings, open_store
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ def plan_chunks(inputs: Sequence, chunk_size: int = 1024,
             for start in range(0, n, chunk_size):
                 chunks.append({"store": str(item), "start": start,
                                "stop": min(n, start + chunk_size)})
+        elif is_mwm_name(item.name):  # SDSS-V: one entry per APOGEE spectrum in the file
+            files.extend([str(item), k] for k in range(max(1, count_apogee_rows(item))))
         elif visits:
             files.extend([str(item), v] for v in range(_n_visits(item) + 1))
         else:
@@ -156,10 +159,11 @@ def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> SpectraChu
             if visit is None:
                 return read_apstar(path)
             if path not in by_file:  # one read per file for all its visits
-                by_file[path] = read_apstar_visits(path)
+                by_file[path] = (read_mwm(path) if is_mwm_name(path)
+                                 else read_apstar_visits(path))
             rows = by_file[path]
             if visit >= len(rows):
-                raise ValueError(f"{path}: no visit {visit} (NVISITS = {len(rows) - 1})")
+                raise ValueError(f"{path}: no spectrum {visit} ({len(rows)} in the file)")
             if isinstance(rows[visit], Exception):
                 raise rows[visit]
             return rows[visit]
@@ -184,7 +188,7 @@ def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> SpectraChu
         out.put(i, path, sp.flux, sp.error, sp.apogee_id, sp.ra, sp.dec, sp.snr)
         out.telescope[i] = sp.telescope
         if with_visits:
-            out.mjd[i] = sp.mjd
+            out.visit[i], out.mjd[i] = sp.visit, sp.mjd
     return out
 
 

@@ -352,6 +352,11 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
 
     def predict_fn(data, offset):
         table = catalog_rows(lm, data, realizations, seed, offset, batch_size)
+        if visits:  # the same columns in every part (stores hold combined spectra)
+            if "visit" not in table.colnames:
+                table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan
+        else:  # mwmStar/mwmVisit rows come with them; the option decides
+            table.remove_columns([c for c in ("visit", "mjd") if c in table.colnames])
         if hot == "drop":
             table = table[(np.asarray(table["flags"]) & flag_value("HOT")) == 0]
         return table

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -85,7 +86,8 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
                           require_core: bool = True, weights: str = "feh",
                           weight_standard: float | str = WEIGHT_STANDARD,
                           uncovered_weight: str = "error", seed: int = 0,
-                          source: str = "apogee") -> Path:
+                          source: str = "apogee", quality_cuts: str | dict = "default",
+                          duplicates: str = "best-snr") -> Path:
     """Write the training label table ``out`` for the LAMOST store ``store``.
 
     ``allstar``: APOGEE allStar-like table (path or Table; columns of
@@ -98,15 +100,31 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     split, ``weight_standard`` 410 or ``auto``) or ``none``; ``uncovered_weight``: ``error``
     (default) or ``one`` for stars the weight table does not cover.
 
+    Before the match the APOGEE table goes through
+    :func:`~apogee_net.lamost.allstar.prepare_allstar`: allStar column names (SDSS-V astra
+    summary tables and DR12 tables too), ``quality_cuts`` (``default``: ASPCAPFLAG STAR_BAD,
+    STARFLAG BAD_PIXELS/COMMISSIONING/VERY_BRIGHT_NEIGHBOR/LOW_SNR, EXTRATARG COMMISSIONING;
+    ``none``) and ``duplicates`` (``best-snr``: the highest-S/N row of each APOGEE ID;
+    ``keep``); what they dropped is in the header (``QCUTS``).
+
     Columns: ``spec_id`` (the LAMOST spectrum ID, OBSID: the store's key), ``apogee_name``
     (the APOGEE ID of the matched star),
     ``match_sep``, the 14 labels and ``_err``, ``n_labels``, ``core_complete``, ``weight``,
     ``split``, ``source``.
     """
+    from apogee_net.lamost.allstar import prepare_allstar
     from apogee_net.spectra.store import store_table
+    from yso_labels.core.tables import check_columns
 
     apogee = allstar if isinstance(allstar, Table) else read_table(
-        allstar, required=[apogee_key], what="APOGEE allStar table")
+        allstar, what="APOGEE allStar table")
+    apogee, qreport = prepare_allstar(apogee, cuts=quality_cuts, duplicates=duplicates,
+                                      id_column=apogee_key)
+    check_columns(apogee, [apogee_key], "APOGEE allStar table"
+                  + ("" if isinstance(allstar, Table) else f" {allstar}"))
+    if len(apogee) == 0:
+        raise ValueError(f"APOGEE allStar table: no row left after the quality cuts "
+                         f"({qreport['cuts']}); try quality_cuts='none'")
     spectra = store_table(store)
     if how == "id":
         if id_table is None or lamost_key is None:
@@ -168,10 +186,11 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     table["source"] = source
     options = {"how": how, "max_sep": max_sep, "require_core": require_core,
                "weights": weights, "weight_standard": weight_standard,
-               "uncovered_weight": uncovered_weight, "seed": seed}
+               "uncovered_weight": uncovered_weight, "seed": seed,
+               "quality_cuts": quality_cuts, "duplicates": duplicates}
     meta = provenance("apogee-net lamost labels", options, STORE=str(store),
                       METHOD="Li et al. sec 2.2.1 label treatment, sec 2.2.2 weights",
-                      TREATED=str(treated), **wmeta)
+                      TREATED=str(treated), QCUTS=json.dumps(qreport), **wmeta)
     return write_table(table, out, meta)
 
 

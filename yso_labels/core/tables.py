@@ -37,8 +37,15 @@ class TableError(ValueError):
 
 
 def read_table(path: str | os.PathLike, required: Iterable[str] = (),
-               what: str = "table") -> Table:
+               what: str = "table", hdu: int | str | None = None) -> Table:
     """Read a FITS, CSV, ECSV or whitespace-separated text table.
+
+    FITS files with several tables (SDSS-V astra summary files: HDU1 BOSS results, HDU2
+    APOGEE results) are read from ``hdu`` (index or EXTNAME) when given, else from the table
+    HDU chosen by :func:`choose_hdu` (the one holding the ``required`` columns, preferring
+    rows, then an APOGEE EXTNAME/INSTRMNT). Error columns named ``e_<x>`` (astra, Gaia,
+    VizieR) are renamed ``<x>_err`` when ``<x>`` exists and ``<x>_err`` does not
+    (:func:`error_aliases`), so uncertainty limits find them.
 
     Raises :class:`TableError` naming ``path`` when it cannot be read or lacks any of the
     ``required`` columns.
@@ -47,20 +54,72 @@ def read_table(path: str | os.PathLike, required: Iterable[str] = (),
     if not path.exists():
         raise TableError(f"{what} {path}: no such file")
     name = path.name.lower()
+    required = list(required)
     try:
         if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-            table = Table.read(path, hdu=1) if _n_hdus(path) > 1 else Table.read(path)
+            index = hdu if hdu is not None else choose_hdu(path, required, what)
+            table = Table.read(path, hdu=index) if index is not None else Table.read(path)
         elif name.endswith((".csv", ".csv.gz")):
             table = Table.read(path, format="ascii.csv", comment="#")
         elif name.endswith(".ecsv"):
             table = Table.read(path, format="ascii.ecsv")
         else:
             table = Table.read(path, format="ascii.basic", delimiter=r"\s")
+    except TableError:
+        raise
     except Exception as exc:  # astropy raises many kinds; give one clear message
         raise TableError(f"{what} {path}: cannot be read as a table ({exc})") from exc
     table.convert_bytestring_to_unicode()  # FITS strings arrive as bytes
+    error_aliases(table)
     check_columns(table, required, f"{what} {path}")
     return table
+
+
+def error_aliases(table: Table) -> list[str]:
+    """Rename ``e_<x>`` (or ``E_<X>``) to ``<x>_err`` (``<X>_ERR``) in place where ``<x>``
+    is a column and ``<x>_err`` is not; returns the new names."""
+    renamed = []
+    for col in list(table.colnames):
+        if col[:2] not in ("e_", "E_") or len(col) < 3:
+            continue
+        base = col[2:]
+        new = base + ("_ERR" if col[0] == "E" else "_err")
+        if base in table.colnames and new not in table.colnames:
+            table.rename_column(col, new)
+            renamed.append(new)
+    return renamed
+
+
+def choose_hdu(path: Path, required: Iterable[str] = (), what: str = "table") -> int | None:
+    """Index of the table HDU to read from a FITS file (None: the first, astropy's default).
+
+    With one table HDU, that one. With several: those holding every ``required`` column
+    (``e_<x>`` counting as ``<x>_err``), then those with rows, then one whose EXTNAME or
+    INSTRMNT says APOGEE; the first left. Raises :class:`TableError` listing each HDU's name
+    and size when none holds the required columns."""
+    with fits.open(path) as hdul:
+        tables = [(i, h) for i, h in enumerate(hdul)
+                  if isinstance(h, (fits.BinTableHDU, fits.TableHDU))]
+        if len(tables) <= 1:
+            return tables[0][0] if tables else None
+        required = list(required)
+
+        def names(h):
+            cols = list(h.columns.names)
+            return set(cols) | {c[2:] + ("_ERR" if c[0] == "E" else "_err")
+                                for c in cols if c[:2] in ("e_", "E_")}
+
+        cands = [(i, h) for i, h in tables if set(required) <= names(h)]
+        if not cands:
+            desc = "; ".join(f"HDU{i} {h.header.get('EXTNAME', '')!s} ({h.header.get('NAXIS2', 0)}"
+                             " rows)" for i, h in tables)
+            raise TableError(f"{what} {path}: no table HDU has the column(s) "
+                             f"{', '.join(required)} ({desc})")
+        with_rows = [(i, h) for i, h in cands if h.header.get("NAXIS2", 0) > 0] or cands
+        apogee = [(i, h) for i, h in with_rows
+                  if "APOGEE" in f"{h.header.get('EXTNAME', '')} {h.header.get('INSTRMNT', '')}"
+                  .upper()]
+        return (apogee or with_rows)[0][0]
 
 
 def _n_hdus(path: Path) -> int:
