@@ -60,7 +60,8 @@ def _sep(ra1, dec1, ra2, dec2) -> np.ndarray:
 
 REQUIRED_TABLES = {
     "dr3": ("gaiadr3.tmass_psc_xsc_best_neighbour", "gaiadr3.allwise_best_neighbour",
-            "gaiadr1.tmass_original_valid", "gaiadr1.allwise_original_valid"),
+            "gaiadr1.tmass_original_valid", "gaiadr1.allwise_original_valid",
+            "gaiadr3.astrophysical_parameters"),
     "dr2": ("gaiadr2.tmass_best_neighbour", "gaiadr2.allwise_best_neighbour",
             "gaiadr1.tmass_original_valid", "gaiadr1.allwise_original_valid"),
 }
@@ -320,6 +321,26 @@ def test_gaia_magnitude_error_and_proper_motion():
     assert (ra[0], dec[0]) == (359.9999, 5.0)
 
 
+def test_proper_motion_is_right_near_the_pole():
+    """Straight-line tangential motion written out with unit vectors (no parallax, no radial
+    velocity): u(t) = u0 + Δt (μα* e_α + μδ e_δ), normalised. Near the pole the linear
+    ra + μα*Δt/cos δ formula is off by 1.4"; the propagation agrees to < 0.01 mas."""
+    ra0, dec0 = np.array([10.0, 200.0, 45.0]), np.array([89.99, -89.995, -30.0])
+    pmra, pmdec = np.array([500.0, -800.0, 30.0]), np.array([300.0, 100.0, 5.0])
+    dt = np.array([-16.0, 20.0, -15.5])
+    a, d = np.radians(ra0), np.radians(dec0)
+    u0 = np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
+    e_a = np.stack([-np.sin(a), np.cos(a), np.zeros_like(a)])
+    e_d = np.stack([-np.sin(d) * np.cos(a), -np.sin(d) * np.sin(a), np.cos(d)])
+    v = u0 + dt * np.radians(1 / 3.6e6) * (pmra * e_a + pmdec * e_d)
+    v /= np.linalg.norm(v, axis=0)
+    ref_ra, ref_dec = np.degrees(np.arctan2(v[1], v[0])) % 360, np.degrees(np.arcsin(v[2]))
+    ra, dec = propagate(ra0, dec0, pmra, pmdec, dt)
+    assert np.all(_sep(ra, dec, ref_ra, ref_dec) < 1e-5)  # arcsec
+    linear = (ra0 + pmra * dt / (3.6e6 * np.cos(d)), dec0 + pmdec * dt / 3.6e6)
+    assert _sep(*linear, ref_ra, ref_dec)[0] > 1.0  # what the linear formula gets wrong
+
+
 def test_adql_uses_the_archive_crossmatch_tables():
     q = build_adql("2mass_id", "dr3", "sdss")
     for name in REQUIRED_TABLES["dr3"] + GR_TABLES[("dr3", "sdss")] + ("gaiadr3.gaia_source",):
@@ -350,6 +371,11 @@ def test_normal_query_puts_each_band_on_its_star(tap, tmp_path):
     assert a["G_error"] == pytest.approx(np.hypot(2.5 / np.log(10) / 812.3, 0.0027553202),
                                          rel=1e-5)
     assert a["match_sep"] == pytest.approx(0.083, abs=1e-6) and a["n_candidates"] == 1
+    # Gaia DR3 FLAME (astrophysical_parameters): radius in R_sun, logl = log10(lum_flame)
+    assert a["radius"] == pytest.approx(1.912, abs=1e-5)
+    assert a["logl"] == pytest.approx(np.log10(0.6215), abs=1e-5)
+    assert out[3]["radius"] == pytest.approx(2.104, abs=1e-5)  # the nearer Gaia source's
+    assert np.isnan(out[1]["logl"]) and np.isnan(out[1]["radius"])  # 2MASS only: none
     assert a["tmass_id"] == "03290406+3117075" and a["tmass_ph_qual"] == "AAA"
     d = out[3]  # two Gaia sources share the 2MASS source: the nearer (0.12") is kept
     assert d["source_id"] == 3017366423498432512 and d["n_candidates"] == 2
@@ -476,6 +502,8 @@ def test_output_header_and_release_options(tap, tmp_path):
                            url=tap.url, gaia_release="dr2")
     assert dr2[0]["source_id"] == 216710367487286400 and dr2[0]["parallax"] == 3.301
     assert dr2[0]["G_error"] == pytest.approx(2.5 / np.log(10) / 700.0, rel=1e-5)
+    assert dr2[0]["radius"] == pytest.approx(1.855, abs=1e-5)  # DR2 radius_val
+    assert "astrophysical_parameters" in meta["RADLUM"]
     assert all("gaiadr2." in q and "gaiadr3." not in q for q, _ in tap.submitted[-2:])
 
 
@@ -584,7 +612,8 @@ def test_real_mdwarfs_round_trip_through_the_archive(tap, tmp_path):
                   "sdss_r_error": np.full(n, 0.01)}, masked=True)
     for name in ("phot_g_mean_mag", "phot_g_mean_flux_over_error", "phot_bp_mean_mag",
                  "phot_bp_mean_flux_over_error", "phot_rp_mean_mag",
-                 "phot_rp_mean_flux_over_error", "w1mpro", "w1mpro_error", "w2mpro",
+                 "phot_rp_mean_flux_over_error", "radius_flame", "lum_flame", "w1mpro",
+                 "w1mpro_error", "w2mpro",
                  "w2mpro_error", "w3mpro", "w3mpro_error", "ps1_g", "ps1_g_error", "ps1_r",
                  "ps1_r_error"):
         gaia[name] = nulls
@@ -604,3 +633,25 @@ def test_real_mdwarfs_round_trip_through_the_archive(tap, tmp_path):
     ref = mdwarf_labels(t["g"], t["r"], t["J_app"], t["H_app"], t["K_app"], t["parallax"])
     assert np.allclose(ours["teff"], ref["teff"], equal_nan=True)
     assert np.allclose(ours["teff"], t["T_eff"], atol=0.1)  # the published labels
+
+
+def test_readme_recipe_ids_to_yso_labels_needs_no_allow_missing(tap, tmp_path):
+    """README: fetch-photometry, then photcnn predict on its output with no --allow-missing
+    (FLAME radius and luminosity come with the photometry); stars with G and a parallax get
+    labels, the row with FLAME values uses them (not the unreported limits)."""
+    from yso_labels.cli import main
+    from yso_labels.photcnn import build_inputs, train_photcnn
+    from yso_labels.synthetic import draw_population
+
+    phot = tmp_path / "phot.fits"
+    assert main(["fetch-photometry", str(_write_ids(tmp_path)), str(phot), "--url", tap.url,
+                 "--cache", "none"]) == 0
+    model = tmp_path / "photcnn.pt"
+    train_photcnn(draw_population(300, seed=3), model, seed=0, epochs=2, patience=2,
+                  device="cpu")
+    assert main(["photcnn", "predict", "--model", str(model), str(phot),
+                 str(tmp_path / "yso.fits")]) == 0
+    yso = read_table(tmp_path / "yso.fits")
+    assert np.isfinite(np.ma.filled(yso["teff"], np.nan)[0])  # star A
+    x, _ = build_inputs(read_table(phot), ["G", "BP", "RP", "J", "H", "K"])
+    assert x[0, 6] == pytest.approx(np.log10(1.912), abs=1e-5)  # log r* from FLAME

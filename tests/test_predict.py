@@ -10,6 +10,7 @@ import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
+from astropy.units import UnitsWarning
 
 from apogee_net.inference.chunks import plan_chunks, read_chunk
 from apogee_net.inference.predict import FLAGS, flag_value, predict_catalog, stream_predict
@@ -28,7 +29,9 @@ LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1
 
 
 def _read(path) -> Table:
-    return Table.read(path, mask_invalid=False)  # NaN stays NaN (no masked columns)
+    with warnings.catch_warnings():  # TUNIT 'dex' is not a FITS unit: kept as text
+        warnings.simplefilter("ignore", UnitsWarning)
+        return Table.read(path, mask_invalid=False)  # NaN stays NaN (no masked columns)
 
 
 def _analytic(labels, **kw):
@@ -98,6 +101,8 @@ def test_real_apstar_files_give_the_networks_labels(model_path, tmp_path):
     for col in COLUMNS[1:COLUMNS.index("flags")]:
         assert np.all(np.isfinite(cat[col])), col
     assert list(cat["telescope"]) == ["apo25m", "apo25m"]  # apStar prefix: APO 2.5 m
+    assert cat["ra"].unit == "deg" and cat["teff"].unit == "K" and cat["teff_err"].unit == "K"
+    assert str(cat["logg"].unit) == "dex" and cat["snr"].unit is None  # docs/CATALOG.md
     assert [str(f) for f in cat["file"]] == [str(f) for f in files]
     assert np.all(cat["teff_err"] > 0)
     # the catalogue's labels are this network's output for these spectra: the plain

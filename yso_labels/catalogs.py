@@ -16,9 +16,12 @@ tables (Marrese et al. 2019, A&A 621, A144). Two routes:
     Gaia source's best neighbours. ``match_sep`` is that distance (arcsec).
 
 Output columns follow :data:`yso_labels.core.tables.PHOTOMETRY_COLUMNS` (magnitudes in mag,
-parallax in mas) plus ``*_error`` columns, ``source_id`` (−1 when none), ``match_sep``,
-``match``, ``id_status`` and ``tmass_ph_qual``. A magnitude without an uncertainty (a 2MASS
-or AllWISE upper limit) or with a −9999-style null is NaN. The M-dwarf relations were
+parallax in mas) plus ``radius`` (R☉) and ``logl`` (log10 L/L☉) from Gaia's FLAME (DR3
+``gaiadr3.astrophysical_parameters`` ``radius_flame``, ``lum_flame``; DR2 ``radius_val``,
+``lum_val``), the r* and log L the YSO photometric CNN uses, ``*_error`` columns,
+``source_id`` (−1 when none), ``match_sep``, ``match``, ``id_status`` and
+``tmass_ph_qual``. A magnitude without an uncertainty (a 2MASS or AllWISE upper limit) or
+with a −9999-style null is NaN. The M-dwarf relations were
 calibrated on SDSS g, r; with ``gr_source="panstarrs"`` the header says so.
 """
 
@@ -41,7 +44,7 @@ from yso_labels.catalog_cache import (
     QueryCache,
     with_retries,
 )
-from yso_labels.core.tables import TableError, provenance, read_table, write_table
+from yso_labels.core.tables import DEX, TableError, provenance, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,20 @@ RELEASES: dict[str, dict] = {
             "tmass_xm": "gaiadr3.tmass_psc_xsc_best_neighbour",
             "tmass_key": "tm.designation = xm.original_ext_source_id",
             "allwise_xm": "gaiadr3.allwise_best_neighbour",
-            "sigma0": {"G": 0.0027553202, "BP": 0.0027901700, "RP": 0.0037793818}},
+            "sigma0": {"G": 0.0027553202, "BP": 0.0027901700, "RP": 0.0037793818},
+            "flame": ("ap.radius_flame, ap.lum_flame",
+                      "LEFT OUTER JOIN gaiadr3.astrophysical_parameters AS ap "
+                      "ON ap.source_id = gs.source_id\n"),
+            "flame_label": "Gaia DR3 FLAME radius_flame, lum_flame "
+                           "(gaiadr3.astrophysical_parameters; Creevey et al. 2023)"},
     "dr2": {"name": "Gaia DR2", "gaia": "gaiadr2.gaia_source",
             "tmass_xm": "gaiadr2.tmass_best_neighbour",
             "tmass_key": "tm.tmass_oid = xm.tmass_oid",
             "allwise_xm": "gaiadr2.allwise_best_neighbour",
-            "sigma0": {"G": 0.0, "BP": 0.0, "RP": 0.0}},
+            "sigma0": {"G": 0.0, "BP": 0.0, "RP": 0.0},
+            "flame": ("gs.radius_val AS radius_flame, gs.lum_val AS lum_flame", ""),
+            "flame_label": "Gaia DR2 FLAME radius_val, lum_val (gaiadr2.gaia_source; "
+                           "Andrae et al. 2018)"},
 }
 #: Sources of g and r per release: best-neighbour table, photometry table, join and columns.
 GR_SOURCES: dict[str, dict[str, dict]] = {
@@ -178,7 +189,7 @@ def build_adql(route: str, gaia_release: str = "dr3", gr_source: str = "sdss",
                  "gs.pmdec, gs.parallax, gs.parallax_error, gs.phot_g_mean_mag, "
                  "gs.phot_g_mean_flux_over_error, gs.phot_bp_mean_mag, "
                  "gs.phot_bp_mean_flux_over_error, gs.phot_rp_mean_mag, "
-                 "gs.phot_rp_mean_flux_over_error")
+                 "gs.phot_rp_mean_flux_over_error, " + rel["flame"][0])
     select = (f"SELECT u.row_id, {gaia_cols},\n  tm.designation AS tmass_designation, "
               "tm.ph_qual AS tmass_ph_qual, tm.j_m, tm.j_msigcom, tm.h_m, tm.h_msigcom, tm.ks_m, "
               "tm.ks_msigcom, xm.angular_distance AS xm_sep,\n  aw.w1mpro, aw.w1mpro_error, "
@@ -203,7 +214,7 @@ def build_adql(route: str, gaia_release: str = "dr3", gr_source: str = "sdss",
         gaia_id, where = "gs.source_id", ""
     else:
         raise ValueError(f"unknown route {route!r} (expected '2mass_id' or 'position')")
-    return (f"{select}\nFROM TAP_UPLOAD.targets AS u\n{joins}"
+    return (f"{select}\nFROM TAP_UPLOAD.targets AS u\n{joins}{rel['flame'][1]}"
             f"LEFT OUTER JOIN {rel['allwise_xm']} AS awx ON awx.source_id = {gaia_id}\n"
             "LEFT OUTER JOIN gaiadr1.allwise_original_valid AS aw "
             "ON aw.allwise_oid = awx.allwise_oid\n"
@@ -221,16 +232,33 @@ def gaia_mag_error(flux_over_error, sigma0: float = 0.0) -> np.ndarray:
 
 
 def propagate(ra, dec, pmra, pmdec, dt_yr) -> tuple[np.ndarray, np.ndarray]:
-    """Linear proper-motion propagation over ``dt_yr`` years (deg, deg).
+    """Positions (deg) moved by their proper motion over ``dt_yr`` years.
 
-    ra' = ra + μα*·Δt / (3.6e6 cos dec), dec' = dec + μδ·Δt / 3.6e6, with μα* = μα cos δ and
-    μδ in mas/yr as in Gaia; good to ≪0.1" for |Δt| ≲ 20 yr away from the poles. A missing
-    proper motion leaves the position unchanged.
+    Rigorous space motion on the sphere (astropy ``SkyCoord.apply_space_motion``, ERFA
+    ``pmsafe``; no parallax or radial velocity: straight-line motion in the tangent
+    direction), right near the poles where ra + μα*Δt / cos δ is not. ``pmra`` is
+    μα* = μα cos δ and ``pmdec`` μδ, in mas/yr as in Gaia. A missing proper motion leaves
+    the position unchanged.
     """
-    ra, dec, dt = _float(ra), _float(dec), np.nan_to_num(_float(dt_yr))
-    pmra = np.nan_to_num(_float(pmra)) * dt
-    pmdec = np.nan_to_num(_float(pmdec)) * dt
-    return (ra + pmra / (3.6e6 * np.cos(np.radians(dec)))) % 360.0, dec + pmdec / 3.6e6
+    import warnings
+
+    from astropy.coordinates import SkyCoord
+
+    ra, dec = _float(ra), _float(dec)
+    dt = np.broadcast_to(np.nan_to_num(_float(dt_yr)), ra.shape)
+    pmra = np.broadcast_to(np.nan_to_num(_float(pmra)), ra.shape)
+    pmdec = np.broadcast_to(np.nan_to_num(_float(pmdec)), ra.shape)
+    out_ra, out_dec = ra.copy(), dec.copy()
+    ok = np.isfinite(ra) & np.isfinite(dec) & ((pmra != 0) | (pmdec != 0)) & (dt != 0)
+    if ok.any():
+        with warnings.catch_warnings():  # ERFA: "distance overridden" (no parallax given)
+            warnings.simplefilter("ignore")
+            start = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg,
+                             pm_ra_cosdec=pmra[ok] * u.mas / u.yr,
+                             pm_dec=pmdec[ok] * u.mas / u.yr, frame="icrs")
+            moved = start.apply_space_motion(dt=dt[ok] * u.yr)
+        out_ra[ok], out_dec[ok] = moved.ra.deg, moved.dec.deg
+    return out_ra % 360.0, out_dec
 
 
 def assemble_photometry(plan: Table, id_rows: Table | None, pos_rows: Table | None,
@@ -292,6 +320,14 @@ def assemble_photometry(plan: Table, id_rows: Table | None, pos_rows: Table | No
     out["parallax"] = take("parallax", gaia_ok)
     out["parallax_error"] = take("parallax_error", gaia_ok)
     out["parallax"].unit = out["parallax_error"].unit = u.mas
+    # Gaia FLAME radius (R☉) and log10 luminosity (L☉): the r*, log L inputs of the YSO
+    # photometric CNN (Olney et al. 2020 §2.4); NaN where FLAME gave none
+    out["radius"] = take("radius_flame", gaia_ok)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lum = take("lum_flame", gaia_ok)
+        out["logl"] = np.where(lum > 0, np.log10(lum), np.nan)
+    out["radius"].unit = u.R_sun
+    out["logl"].unit = DEX  # log10(L / L_sun)
     src = np.full(n, -1, dtype=np.int64)
     if rows is not None and gaia_ok.any():
         src[gaia_ok] = np.asarray(rows["source_id"].filled(-1), dtype=np.int64)[best[gaia_ok]]
@@ -412,6 +448,7 @@ def fetch_photometry(input: str | os.PathLike, output: str | os.PathLike,
                "gr_source": gr_source, "chunk_size": chunk_size, "radius": radius,
                "epoch": epoch, "url": url, "cache": str(cache) if cache else None}
     meta = provenance("fetch-photometry", options, GAIAREL=rel["name"],
+                      RADLUM=rel["flame_label"],
                       XM2MASS=rel["tmass_xm"], XMWISE=rel["allwise_xm"],
                       GRSOURCE=f"{gr['table']} via {gr['xm']}", GRSYSTEM=gr["label"],
                       NINPUT=len(out), NGAIA=int(np.sum(out["source_id"] >= 0)),

@@ -41,7 +41,7 @@ from apogee_net.spectra.pixels import valid_pixels
 from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.runtime import resolve_device
-from yso_labels.core.tables import provenance, write_table
+from yso_labels.core.tables import provenance, quiet_units, write_table
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +199,12 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
                 pending = reader.submit(read_fn, chunks[todo[i + 1]])
             table = predict_fn(data, int(offsets[k]))
             with atomic_write(names[k]) as tmp:
-                table.write(tmp, format="fits", overwrite=True)
+                with quiet_units():
+                    table.write(tmp, format="fits", overwrite=True)
             bar.update()
     bar.close()
-    tables = [Table.read(p, mask_invalid=False) for p in names]
+    with quiet_units():  # TUNIT 'dex' is kept as text (see catalog_columns)
+        tables = [Table.read(p, mask_invalid=False) for p in names]
     catalogue = vstack(tables, metadata_conflicts="silent") if tables else Table()
     catalogue.meta.clear()
     written = write_table(catalogue, out, meta)
@@ -273,13 +275,16 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
 def add_provenance_columns(table: Table, data: SpectraChunk) -> Table:
     """Add ``telescope`` and ``file`` (and, for per-visit rows, ``visit`` and ``mjd``) from
     the chunk ``data`` to catalogue rows ``table`` (in place), so that rows of one ID from
-    different files or visits can be told apart."""
+    different files or visits can be told apart, and put the units of
+    :mod:`apogee_net.inference.catalog_columns` on the physical columns."""
     table["telescope"] = np.asarray(data.telescope, dtype=str)
     table["file"] = np.asarray(data.file, dtype=str)
     if data.visit is not None:
         table["visit"] = np.asarray(data.visit, np.int16)
         table["mjd"] = np.asarray(data.mjd, float)
-    return table
+    from apogee_net.inference.catalog_columns import apply_units
+
+    return apply_units(table)  # units of every physical column (docs/CATALOG.md)
 
 
 def perturbed_labels(lm: LoadedModel, flux, error, photometry=None, **kwargs):

@@ -8,18 +8,36 @@ header (FITS keywords, or ``#`` comment lines for CSV/ECSV).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
 
 from yso_labels import __version__
 from yso_labels.core.atomic import atomic_write
+
+#: log10 units ("dex": log g, abundances, log L), which the FITS standard lacks: written as
+#: TUNIT = 'dex', as the SDSS catalogues do, and read back as that text.
+DEX = u.UnrecognizedUnit("dex")
+
+
+
+@contextlib.contextmanager
+def quiet_units():
+    """Within: astropy's warnings about units FITS lacks (``dex``, ``%``) are not shown;
+    they are written and read back as their text (TUNIT), as SDSS catalogues have them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        yield
+
 
 #: Photometry and astrometry columns (magnitudes in mag, parallax in mas).
 PHOTOMETRY_COLUMNS = (
@@ -58,7 +76,8 @@ def read_table(path: str | os.PathLike, required: Iterable[str] = (),
     try:
         if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
             index = hdu if hdu is not None else choose_hdu(path, required, what)
-            table = Table.read(path, hdu=index) if index is not None else Table.read(path)
+            with quiet_units():  # TUNIT 'dex', '%': kept as text, not warned
+                table = Table.read(path, hdu=index) if index is not None else Table.read(path)
         elif name.endswith((".csv", ".csv.gz")):
             table = Table.read(path, format="ascii.csv", comment="#")
         elif name.endswith(".ecsv"):
@@ -185,7 +204,8 @@ def write_table(table: Table, path: str | os.PathLike, meta: Mapping | None = No
     with atomic_write(final) as tmp:
         if name.endswith((".fits", ".fit")):
             table.meta.update({k[:70]: v for k, v in meta.items()})
-            table.write(tmp, format="fits", overwrite=True)
+            with quiet_units():
+                table.write(tmp, format="fits", overwrite=True)
         elif name.endswith(".csv"):
             table.meta["comments"] = [f"{k} = {v}" for k, v in meta.items()]
             table.write(tmp, format="ascii.csv", overwrite=True, comment="# ")

@@ -1,0 +1,146 @@
+"""The one table of catalogue columns and flag bits: units, meanings, and docs/CATALOG.md.
+
+:data:`COLUMNS` lists every column the prediction catalogues can hold (``apogee-net
+predict``, ``apogee-net lamost predict``) with its unit and meaning; label columns come from
+:data:`LABEL_UNITS` (the APOGEE Net labels, and the LAMOST labels' units from
+``apogee_net/data/lamost_label_ranges.csv``). The flag bits are read from the code that sets
+them (:data:`apogee_net.inference.predict.FLAGS`, :data:`apogee_net.lamost.predict.FLAGS`),
+so a new bit appears here by itself. :func:`apply_units` puts the units on a catalogue's
+columns; :func:`catalog_markdown` writes ``docs/CATALOG.md`` (``python -m
+apogee_net.inference.catalog_columns`` rewrites it; a test checks that the file matches).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from astropy import units as u
+from astropy.table import Table
+
+from yso_labels.core.tables import DEX
+
+#: (name, unit, catalogues, meaning). ``<label>`` stands for each label column.
+COLUMNS: tuple[tuple[str, object, str, str], ...] = (
+    ("apogee_id", None, "apogee, lamost",
+     "star identifier: the APOGEE ID (apStar OBJID), the SDSS-V sdss_id (mwmStar/mwmVisit "
+     "files) or the LAMOST spectrum ID (OBSID; the store's key)"),
+    ("ra", u.deg, "apogee, lamost", "right ascension (ICRS, J2000) from the file header"),
+    ("dec", u.deg, "apogee, lamost", "declination (ICRS, J2000) from the file header"),
+    ("<label>", "label unit", "apogee, lamost",
+     "predicted label: mean of the perturbed (APOGEE Net, Olney et al. 2020 sec. 3.5) or "
+     "MC-dropout (LAMOST, Li et al.) predictions"),
+    ("<label>_err", "label unit", "apogee, lamost",
+     "1-sigma uncertainty: standard deviation over the perturbed realizations (APOGEE; "
+     "times the calibration factor SIGSCALE when the model has one) or "
+     "sqrt(model + predictive variance) (LAMOST)"),
+    ("<label>_err_model", "label unit", "lamost",
+     "model (epistemic) part of the LAMOST uncertainty: std over the MC-dropout passes"),
+    ("<label>_err_pred", "label unit", "lamost",
+     "predictive (aleatoric) part of the LAMOST uncertainty: sqrt(exp(mean log variance))"),
+    ("<label>_flag", None, "lamost",
+     "True: the prediction lies outside Li et al.'s recommended range (Table 2, sec. 3.1-3.3)"),
+    ("snr", None, "apogee, lamost",
+     "signal-to-noise ratio per pixel (apStar header SNR, SNRVIS<v> for a visit; LAMOST "
+     "SNR_g)"),
+    ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
+    ("telescope", None, "apogee, lamost",
+     "apo25m, apo1m, lco25m (apStar/asStar header TELESCOP, DR17 directory or file prefix; "
+     "mwm files: their table) or lamost"),
+    ("file", None, "apogee, lamost",
+     "the spectrum file (for a store: the file it was ingested from)"),
+    ("visit", None, "apogee (--visits)",
+     "0: the combined spectrum; 1..N: visit N of the apStar file (rows 2.. of its arrays) "
+     "or of the mwmVisit file"),
+    ("mjd", u.d, "apogee (--visits)",
+     "modified Julian date of the visit (apStar header JD<v> - 2400000.5; mwmVisit mjd); "
+     "NaN for combined spectra"),
+)
+
+#: Units of the label columns (APOGEE Net: log g, Teff, [Fe/H]; LAMOST: the 14 labels).
+LABEL_UNITS: dict[str, object] = {"teff": u.K, "logg": DEX, "fe_h": DEX}
+
+
+def _lamost_units() -> dict[str, object]:
+    from apogee_net.lamost.labels import label_ranges
+
+    return {str(r["label"]): (u.K if str(r["unit"]) == "K" else DEX) for r in label_ranges()}
+
+
+def label_unit(name: str):
+    """Unit of a label column (K for Teff, dex for log g and abundances; None if unknown)."""
+    units = {**_lamost_units(), **LABEL_UNITS}
+    return units.get(name)
+
+
+def column_unit(name: str):
+    """Unit of catalogue column ``name`` (None: dimensionless, text or flags)."""
+    fixed = {n: unit for n, unit, _, _ in COLUMNS if not n.startswith("<")}
+    if name in fixed:
+        return fixed[name]
+    for suffix in ("_err_model", "_err_pred", "_err"):
+        if name.endswith(suffix):
+            return label_unit(name[: -len(suffix)])
+    return None if name.endswith("_flag") else label_unit(name)
+
+
+def apply_units(table: Table) -> Table:
+    """Set the unit of every physical column of a catalogue (in place) and return it."""
+    for name in table.colnames:
+        unit = column_unit(name)
+        if unit is not None:
+            table[name].unit = unit
+    return table
+
+
+def flag_tables() -> dict[str, dict]:
+    """The flag bits of each catalogue, read from the code that sets them."""
+    from apogee_net.inference.predict import FLAGS as APOGEE_FLAGS
+    from apogee_net.lamost.predict import FLAGS as LAMOST_FLAGS
+
+    return {"apogee-net predict": dict(APOGEE_FLAGS),
+            "apogee-net lamost predict": dict(LAMOST_FLAGS)}
+
+
+def _unit_text(unit) -> str:
+    if unit is None:
+        return ""
+    if isinstance(unit, str):
+        return unit
+    return unit.to_string()
+
+
+def catalog_markdown() -> str:
+    """The text of ``docs/CATALOG.md``: every column and flag bit, from this module."""
+    lines = ["# Catalogue columns and flag bits", "",
+             "Generated from `apogee_net/inference/catalog_columns.py` (`python -m "
+             "apogee_net.inference.catalog_columns`); a test fails when this page and the "
+             "code differ.",
+             "", "Catalogues: `apogee` = `apogee-net predict`, `lamost` = `apogee-net lamost "
+             "predict`. Every table also records in its header the toolkit version, the "
+             "options, the model file and its SHA-256 (`MODELSHA`) and the flag bits "
+             "(`FLAGBITS`).", "", "## Columns", "", "| column | unit | catalogues | meaning |",
+             "|---|---|---|---|"]
+    for name, unit, cats, meaning in COLUMNS:
+        lines.append(f"| `{name}` | {_unit_text(unit)} | {cats} | {meaning} |")
+    lines += ["", "## Label units", "", "| label | unit |", "|---|---|"]
+    units = {**_lamost_units(), **LABEL_UNITS}
+    for name in units:
+        lines.append(f"| `{name}` | {_unit_text(units[name])} |")
+    for command, flags in flag_tables().items():
+        lines += ["", f"## Flag bits of `{command}`", "", "| bit value | name | meaning |",
+                  "|---|---|---|"]
+        for name, (value, meaning) in sorted(flags.items(), key=lambda kv: kv[1][0]):
+            lines.append(f"| {value} | `{name}` | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_catalog_doc(path: str | Path | None = None) -> Path:
+    """Write ``docs/CATALOG.md`` (default: beside the package, in the repository)."""
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "docs" / "CATALOG.md"
+    path.write_text(catalog_markdown())
+    return path
+
+
+if __name__ == "__main__":
+    print(write_catalog_doc(sys.argv[1] if len(sys.argv) > 1 else None))
