@@ -9,20 +9,15 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Table
 
-from apogee_net.inference.catalog_columns import (
-    COLUMNS,
-    apply_units,
-    catalog_markdown,
-    column_unit,
-    flag_tables,
-)
+from apogee_net.inference.catalog_columns import COLUMNS, apply_units, column_unit
+from apogee_net.inference.catalog_doc import catalog_markdown, flag_tables
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "CATALOG.md"
 
 
 def test_catalog_doc_matches_the_code():
     assert DOC.read_text() == catalog_markdown(), (
-        "docs/CATALOG.md is out of date: run python -m apogee_net.inference.catalog_columns")
+        "docs/CATALOG.md is out of date: run python -m apogee_net.inference.catalog_doc")
 
 
 def test_every_flag_bit_and_column_is_in_the_doc():
