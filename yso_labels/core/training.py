@@ -451,8 +451,10 @@ def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs
         raise ValueError(f"cannot resume from {last_path}: it holds a model with "
                          f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
     saved_opts = ckpt["meta"].get("train_options", {})
+    saved_keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items()
+                                     if saved_opts.get(k, v) != v)]  # as _resume_key
     saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
-                         for k in RESUME_OPTIONS},
+                         for k in saved_keys},
              "caller": ckpt["meta"].get("resume_key")}
     if saved != key:
         diff = [f"{name}: {saved[part].get(name) if saved[part] else None!r} there, "
