@@ -115,7 +115,7 @@ class TrainOptions:
                       self.lr_plateau and self.schedule != "constant"),
                   "weight_decay": self.weight_decay >= 0,
                   "schedule": self.schedule in SCHEDULES,
-                  "warmup": 0 <= self.warmup <= self.max_epochs,
+                  "warmup": 0 <= self.warmup < self.max_epochs,
                   "weight_norm": self.weight_norm in WEIGHT_NORMS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
