@@ -104,8 +104,6 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     if (out / BEST_NAME).exists() and not resume:
         raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
                               "continue it, or choose another --out")
-    warmup = min(float(warmup), max(0.0, max_epochs - 1.0))  # warm-up < max_epochs (1-epoch runs)
-    warmup = min(float(warmup), max(0.0, max_epochs - 1.0))  # < max_epochs (1-epoch runs)
     options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
                            max_epochs=max_epochs, seed=seed, device=device, amp=amp,
                            workers=workers, resume=resume, progress=progress,

@@ -115,7 +115,7 @@ class TrainOptions:
                       self.lr_plateau and self.schedule != "constant"),
                   "weight_decay": self.weight_decay >= 0,
                   "schedule": self.schedule in SCHEDULES,
-                  "warmup": 0 <= self.warmup < self.max_epochs,
+                  "warmup": 0 <= self.warmup <= self.max_epochs,
                   "weight_norm": self.weight_norm in WEIGHT_NORMS}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -451,10 +451,8 @@ def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs
         raise ValueError(f"cannot resume from {last_path}: it holds a model with "
                          f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
     saved_opts = ckpt["meta"].get("train_options", {})
-    saved_keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items()
-                                     if saved_opts.get(k, v) != v)]  # as _resume_key
     saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
-                         for k in saved_keys},
+                         for k in RESUME_OPTIONS},
              "caller": ckpt["meta"].get("resume_key")}
     if saved != key:
         diff = [f"{name}: {saved[part].get(name) if saved[part] else None!r} there, "
