@@ -7,6 +7,7 @@ import importlib.resources
 import numpy as np
 import pytest
 
+from yso_labels.extinction import band_ratios
 from yso_labels.isochrones import GridError, interpolate, load_isochrones
 from yso_labels.synthetic import (
     LIMITS,
@@ -83,7 +84,7 @@ def test_population_ranges_and_rules(pop, grid):
     np.testing.assert_allclose(pop["parallax"], 1000 / pop["distance"])
     # round trip: detected magnitudes = isochrone M + distance modulus + A_V·k
     iso = interpolate(grid, pop["log_age_true"], pop["mass_true"], columns=["G", "K", "logg"])
-    k = extinction_coefficients(["G", "K"])
+    k = band_ratios(["G", "K"], pop["teff_true"], pop["av_true"], "law")
     for band in ("G", "K"):
         det = pop[band] < LIMITS[band]
         expect = observe(iso[band], pop["av_true"], pop["distance"], k[band])

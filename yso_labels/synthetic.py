@@ -164,7 +164,8 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
                     av_range: tuple[float, float] = PAPER_RANGES["av"],
                     distance_range: tuple[float, float] = PAPER_RANGES["distance"],
                     limits: dict[str, float] | None = None,
-                    k_excess: tuple[float, float] | None = None) -> Table:
+                    k_excess: tuple[float, float] | None = None,
+                    extinction: str = "law") -> Table:
     """Draw ``n`` synthetic stars (Olney 2020 §2.4) with G detected; same seed, same table.
 
     ``grid``: a standard isochrone table, a path, or None (packaged PARSEC grid).
@@ -173,6 +174,9 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     the grid is an error. ``k_excess``: a uniform (min, max) K-band brightening (mag) added
     before the limits, mimicking the J−K excess of real YSOs (0.05–0.3 mag in the paper);
     drawn from its own random stream so the stars are those of the same seed without it.
+    ``extinction``: ``"law"`` (A_band/A_V of each star from its Teff and A_V, G23 law
+    through the filter curves, :mod:`yso_labels.extinction`) or ``"fixed"`` (one constant
+    per band, ``data/extinction.csv``: the behaviour before issue 17).
 
     Columns: ``apogee_id``, observed bands (mag, limits applied), ``radius`` (R☉) and
     ``logl`` (reported or limits), ``distance`` (pc), ``parallax`` (mas), ``reported`` and
@@ -191,7 +195,9 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     unknown = [b for b in bands if b not in limits]
     if unknown:
         raise ValueError(f"no detection limit for band(s) {', '.join(unknown)}")
-    coeffs = extinction_coefficients(bands)
+    from yso_labels.extinction import band_ratios, describe
+
+    band_ratios(bands, 5000.0, 1.0, extinction)  # validates the mode before drawing
     log_age_range = (np.log10(age_myr_range[0] * 1e6), np.log10(age_myr_range[1] * 1e6))
     mass_range, note = _resolve_mass_range(grid, mass_range, log_age_range)
     rng = seed_everything(seed)
@@ -207,7 +213,8 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
         la = np.log10(age * 1e6)
         phys = interpolate(grid, la, mass, columns=["teff", "logg", "logl", "radius", *bands],
                            outside="raise")
-        g_app = observe(phys["G"], av, dist, coeffs["G"])
+        k_g = band_ratios(["G"], phys["teff"], av, extinction)["G"]
+        g_app = observe(phys["G"], av, dist, k_g)
         keep = g_app < limits["G"]
         parts.append({"mass": mass[keep], "age": age[keep], "la": la[keep], "av": av[keep],
                       "dist": dist[keep], "phys": phys[keep]})
@@ -219,6 +226,7 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
 
     out = Table()
     out["apogee_id"] = [f"synth-{seed}-{i:06d}" for i in range(n)]
+    coeffs = band_ratios(bands, phys["teff"], cat["av"], extinction)
     for band in bands:
         m = observe(phys[band], cat["av"], cat["dist"], coeffs[band])
         if band == "K":
@@ -254,7 +262,8 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
         "AVRNG": f"{av_range[0]} {av_range[1]}",
         "DISTRNG": f"{distance_range[0]} {distance_range[1]}",
         "LIMITS": " ".join(f"{b}<{limits[b]}" for b in bands),
-        "EXTINCT": " ".join(f"{b}={coeffs[b]:.5f}" for b in bands),
+        "EXTMODE": extinction, "EXTINCT": describe(bands, extinction) if extinction == "law"
+        else " ".join(f"{b}={v:.5f}" for b, v in extinction_coefficients(bands).items()),
         "KEXCESS": f"{k_excess[0]} {k_excess[1]}" if k_excess else "none",
     })
     if note:
@@ -264,12 +273,14 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
 
 def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
           bands: Sequence[str] | None = None, mh: float = 0.0,
-          k_excess: tuple[float, float] | None = None, models: str | None = None):
+          k_excess: tuple[float, float] | None = None, models: str | None = None,
+          extinction: str = "law"):
     """Draw a population (:func:`draw_population`) and write it with provenance to ``out``.
 
     ``isochrones``: None (the ``models`` family), a path, or a list of CMD files to join.
     ``models``: ``parsec`` (default), ``dsep-magnetic`` or ``dsep-standard``
-    (:mod:`yso_labels.families`); not together with ``isochrones``.
+    (:mod:`yso_labels.families`); not together with ``isochrones``. ``extinction``:
+    ``law`` or ``fixed`` (see :func:`draw_population`).
     """
     from yso_labels.core.tables import provenance, write_table
     from yso_labels.families import DEFAULT_MODELS, check_models, load_models
@@ -281,10 +292,11 @@ def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
         grid = load_models(check_models(models or DEFAULT_MODELS), mh=mh)
     else:
         grid = load_isochrones(isochrones, mh=mh)
-    table = draw_population(n, seed, grid=grid, bands=bands, k_excess=k_excess)
+    table = draw_population(n, seed, grid=grid, bands=bands, k_excess=k_excess,
+                            extinction=extinction)
     meta = provenance("synth", {"n": n, "seed": seed, "isochrones": isochrones,
                                 "bands": list(bands) if bands else None, "mh": mh,
-                                "models": table.meta["MODELS"],
+                                "models": table.meta["MODELS"], "extinction": extinction,
                                 "k_excess": k_excess},
                       **{k: v for k, v in table.meta.items()})
     table.meta.clear()

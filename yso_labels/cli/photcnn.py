@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--models", default=None, choices=MODELS,
                    help="model family of the isochrones (default parsec; dsep-* need the "
                         "data files of the PyPI package stelpar); not with --isochrones")
+    p.add_argument("--extinction", default="law", choices=("law", "fixed"),
+                   help="law: A_band/A_V from each star's Teff and A_V (G23, R_V=3.1, "
+                        "through the filter curves); fixed: one constant per band (outputs "
+                        "before issue 17)")
     p.add_argument("--bands", nargs="+", default=None, help="bands (default: see above)")
     p.add_argument("--mh", type=float, default=0.0, help="[M/H] of the grid (nearest taken)")
     p.add_argument("--k-excess", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
@@ -72,7 +76,7 @@ def _synth(args: argparse.Namespace) -> int:
     path = synth(n=args.n, seed=args.seed, out=args.out, isochrones=isochrones,
                  bands=args.bands, mh=args.mh,
                  k_excess=tuple(args.k_excess) if args.k_excess else None,
-                 models=args.models)
+                 models=args.models, extinction=args.extinction)
     print(path)
     return 0
 
