@@ -16,7 +16,7 @@ The ratio is tabulated once on a (Teff, A_V) grid in ``data/extinction_law.csv``
 et al. 2003) and SDSS filter curves shipped with the PyPI package ``stelpar``) and
 interpolated bilinearly in (log10 Teff, A_V), clipped at the grid edges. Bands without a
 filter curve there (WISE W1–W3) keep the constant G23 value at their effective wavelength
-(:func:`yso_labels.synthetic.extinction_coefficients`).
+(:func:`extinction_coefficients`).
 """
 
 from __future__ import annotations
@@ -73,6 +73,50 @@ def band_a_over_av(wavelength_um, response, teff: float, av: float,
     return float(-2.5 * np.log10(ratio) / av)
 
 
+# ------------------------------------------- constant coefficients (--extinction fixed)
+
+@lru_cache(maxsize=1)
+def _extinction_table() -> Table:
+    ref = importlib.resources.files("yso_labels").joinpath("data/extinction.csv")
+    with importlib.resources.as_file(ref) as path:
+        return Table.read(path, format="ascii.csv", comment="#")
+
+
+def extinction_coefficients(bands: Sequence[str]) -> dict[str, float]:
+    """A_band/A_V for ``bands`` from ``data/extinction.csv`` (sources listed there).
+
+    Bands without a tabulated value are computed with ``dust_extinction``'s G23 curve
+    (Gordon et al. 2023, R_V = 3.1) at the tabulated effective wavelength.
+    """
+    table = _extinction_table()
+    rows = {str(r["band"]): r for r in table}
+    out = {}
+    for band in bands:
+        if band not in rows:
+            raise ValueError(f"no extinction coefficient or effective wavelength for band "
+                             f"{band!r} in yso_labels/data/extinction.csv")
+        value = rows[band]["a_over_av"]
+        if np.ma.is_masked(value) or not np.isfinite(float(value)):
+            out[band] = g23_a_over_av(float(rows[band]["lambda_eff"]))
+        else:
+            out[band] = float(value)
+    return out
+
+
+def extinction_sources(bands: Sequence[str]) -> dict[str, str]:
+    """Citation of each band's A_band/A_V (column ``source`` of ``data/extinction.csv``)."""
+    rows = {str(r["band"]): str(r["source"]) for r in _extinction_table()}
+    return {b: rows.get(b, "?") for b in bands}
+
+
+def g23_a_over_av(wavelength_um: float, rv: float = 3.1) -> float:
+    """A_λ/A_V of the Gordon et al. 2023 (G23) Milky Way curve at ``wavelength_um`` (µm)."""
+    import astropy.units as u
+    from dust_extinction.parameter_averages import G23
+
+    return float(G23(Rv=rv)(wavelength_um * u.micron))
+
+
 @lru_cache(maxsize=1)
 def _table() -> Table:
     ref = importlib.resources.files("yso_labels").joinpath(TABLE_FILE)
@@ -118,11 +162,9 @@ def band_ratios(bands: Sequence[str], teff, av, mode: str = "law") -> dict:
     """A_band/A_V per band (arrays) for stars of ``teff`` (K) behind ``av`` (mag).
 
     ``mode="law"``: the tabulated G23 ratio where the band has a filter curve, else the
-    constant of :func:`yso_labels.synthetic.extinction_coefficients` (WISE); ``"fixed"``:
+    constant of :func:`extinction_coefficients` (WISE); ``"fixed"``:
     those constants for every band (the toolkit's behaviour before issue 17).
     """
-    from yso_labels.synthetic import extinction_coefficients
-
     if mode not in MODES:
         raise ValueError(f"extinction must be one of {', '.join(MODES)}, got {mode!r}")
     fixed = extinction_coefficients(bands)

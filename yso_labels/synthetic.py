@@ -14,16 +14,21 @@ The same rules (:func:`apply_limits`, :func:`report_radius_logl`) are applied by
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from astropy.table import Table
 
 from yso_labels.core.runtime import seed_everything
+from yso_labels.extinction import (  # noqa: F401  (re-exported: the constants moved)
+    band_ratios,
+    describe,
+    extinction_coefficients,
+    extinction_sources,
+    g23_a_over_av,
+)
 from yso_labels.isochrones import (
     GridError,
     interpolate,
@@ -49,50 +54,6 @@ REPORT_RULES = {"radius_min": 0.5, "logl_min": -1.54, "abs_g_max": 10.0}
 #: Output columns holding the true parameters of each synthetic star.
 TRUTH_COLUMNS = ("mass_true", "age_myr_true", "log_age_true", "av_true", "teff_true",
                  "logg_true", "radius_true", "logl_true")
-
-
-# --------------------------------------------------------------------------- extinction
-
-@lru_cache(maxsize=1)
-def _extinction_table() -> Table:
-    ref = importlib.resources.files("yso_labels").joinpath("data/extinction.csv")
-    with importlib.resources.as_file(ref) as path:
-        return Table.read(path, format="ascii.csv", comment="#")
-
-
-def extinction_coefficients(bands: Sequence[str]) -> dict[str, float]:
-    """A_band/A_V for ``bands`` from ``data/extinction.csv`` (sources listed there).
-
-    Bands without a tabulated value are computed with ``dust_extinction``'s G23 curve
-    (Gordon et al. 2023, R_V = 3.1) at the tabulated effective wavelength.
-    """
-    table = _extinction_table()
-    rows = {str(r["band"]): r for r in table}
-    out = {}
-    for band in bands:
-        if band not in rows:
-            raise ValueError(f"no extinction coefficient or effective wavelength for band "
-                             f"{band!r} in yso_labels/data/extinction.csv")
-        value = rows[band]["a_over_av"]
-        if np.ma.is_masked(value) or not np.isfinite(float(value)):
-            out[band] = g23_a_over_av(float(rows[band]["lambda_eff"]))
-        else:
-            out[band] = float(value)
-    return out
-
-
-def extinction_sources(bands: Sequence[str]) -> dict[str, str]:
-    """Citation of each band's A_band/A_V (column ``source`` of ``data/extinction.csv``)."""
-    rows = {str(r["band"]): str(r["source"]) for r in _extinction_table()}
-    return {b: rows.get(b, "?") for b in bands}
-
-
-def g23_a_over_av(wavelength_um: float, rv: float = 3.1) -> float:
-    """A_λ/A_V of the Gordon et al. 2023 (G23) Milky Way curve at ``wavelength_um`` (µm)."""
-    import astropy.units as u
-    from dust_extinction.parameter_averages import G23
-
-    return float(G23(Rv=rv)(wavelength_um * u.micron))
 
 
 # ---------------------------------------------------------------------- observing rules
@@ -195,8 +156,6 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     unknown = [b for b in bands if b not in limits]
     if unknown:
         raise ValueError(f"no detection limit for band(s) {', '.join(unknown)}")
-    from yso_labels.extinction import band_ratios, describe
-
     band_ratios(bands, 5000.0, 1.0, extinction)  # validates the mode before drawing
     log_age_range = (np.log10(age_myr_range[0] * 1e6), np.log10(age_myr_range[1] * 1e6))
     mass_range, note = _resolve_mass_range(grid, mass_range, log_age_range)
