@@ -23,7 +23,7 @@ from yso_labels.core.tables import read_meta
 
 torch.set_num_threads(1)
 COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
-           "fe_h_err", "snr", "flags", "sigma_group", "telescope", "file"]
+           "fe_h_err", "snr", "ood_score", "flags", "sigma_group", "telescope", "file"]
 LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1.5, -0.6, 0.2],
                    [6200.0, 4.1, -0.3, 0.0], [3900.0, 4.6, 0.0, 0.0]])
 
@@ -98,8 +98,10 @@ def test_real_apstar_files_give_the_networks_labels(model_path, tmp_path):
     cat = _read(out)
     assert cat.colnames == COLUMNS
     assert list(cat["apogee_id"]) == ["2M17335483-2753043", "2M19485057+5005279"]
-    for col in COLUMNS[1:COLUMNS.index("flags")]:
+    for col in COLUMNS[1:COLUMNS.index("ood_score")]:
         assert np.all(np.isfinite(cat[col])), col
+    assert np.all(np.isnan(cat["ood_score"]))  # a model without OOD statistics
+    assert read_meta(out)["OODTHR"] == "no OOD statistics in model"
     assert list(cat["telescope"]) == ["apo25m", "apo25m"]  # apStar prefix: APO 2.5 m
     assert cat["ra"].unit == "deg" and cat["teff"].unit == "K" and cat["teff_err"].unit == "K"
     assert str(cat["logg"].unit) == "dex" and cat["snr"].unit is None  # docs/CATALOG.md

@@ -120,13 +120,17 @@ def sim_dir(tmp_path_factory):
 
 
 def _check_against_files(path):
+    from apogee_net.spectra.pixmask import DEFAULT_PIXMASK_BITS, apply_pixmask, format_bits
+
     with open_store(path) as h5:
         sources = h5["source"].asstr()[:].tolist()
         assert len(sources) == len(set(sources))
+        assert h5.attrs["pixmask_bits"] == format_bits(DEFAULT_PIXMASK_BITS)
         for row, source in enumerate(sources):
             sp = read_apstar(source)
-            np.testing.assert_array_equal(h5["flux"][row], sp.flux)
-            np.testing.assert_array_equal(h5["error"][row], sp.error)
+            flux, error = apply_pixmask(sp.flux, sp.error, sp.mask, DEFAULT_PIXMASK_BITS)
+            np.testing.assert_array_equal(h5["flux"][row], flux)
+            np.testing.assert_array_equal(h5["error"][row], error)
             np.testing.assert_array_equal(h5["mask"][row], sp.mask)
             assert h5["apogee_id"].asstr()[row] == sp.apogee_id
             assert h5["snr"][row] == pytest.approx(sp.snr, rel=1e-6)

@@ -16,7 +16,8 @@ def _cmd_train(args) -> None:
     result = train_apogee_net(
         args.store, args.labels, args.out, device=args.device, seed=args.seed,
         resume=args.resume, amp=args.amp, workers=args.workers, flux_norm=args.flux_norm,
-        arch=args.arch, photometry=args.photometry, **recipe)
+        arch=args.arch, photometry=args.photometry, augment=args.augment,
+        pixmask_bits=args.pixmask_bits, **recipe)
     print_fit(result)
 
 
@@ -46,7 +47,8 @@ def _cmd_predict(args) -> None:
     path = predict_catalog(args.model, args.inputs, args.out, realizations=args.realizations,
                            device=args.device, batch_size=args.batch_size, seed=args.seed,
                            chunk_size=args.chunk_size, workers=args.workers, hot=args.hot,
-                           visits=args.visits, arch=args.arch, photometry=args.photometry)
+                           visits=args.visits, arch=args.arch, photometry=args.photometry,
+                           pixmask_bits=args.pixmask_bits)
     print(f"wrote {path}")
 
 
@@ -87,6 +89,14 @@ def register(sub) -> None:
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt")
+    p.add_argument("--augment", default="default", metavar="default|none|FILE.npz",
+                   help="draw real-instrument systematics (response, sky, telluric, "
+                   "persistence, bad pixels, error relation) onto the training spectra: "
+                   "'default' (learnt from real DR17 apStar files), a file made by "
+                   "scripts/learn_apstar_systematics.py, or 'none'")
+    p.add_argument("--pixmask-bits", default=None, metavar="BITS",
+                   help="apStar PIXMASK bits treated as no data, e.g. '0,1,12' or "
+                   "'default' or 'none' (default: those the store was ingested with)")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.set_defaults(func=_cmd_train)
@@ -115,4 +125,6 @@ def register(sub) -> None:
     p.add_argument("--visits", action="store_true",
                    help="also one row per visit of each apStar file (columns visit, mjd; "
                    "visit 0 is the combined spectrum)")
+    p.add_argument("--pixmask-bits", default=None, metavar="BITS",
+                   help="apStar PIXMASK bits treated as no data (default: the model's)")
     p.set_defaults(func=_cmd_predict)

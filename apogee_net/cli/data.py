@@ -11,7 +11,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     report = simulate.simulate_apstar(
         args.labels_table, args.out_dir, emulator=args.emulator, snr=args.snr, seed=args.seed,
         convention=args.convention, out_of_range=args.out_of_range, overwrite=args.overwrite,
-        progress=not args.no_progress)
+        progress=not args.no_progress, augment=args.augment)
     print(f"simulate: {report['n_written']} written, {report['n_kept']} kept "
           f"({report['n_clipped']} clipped) in {report['out_dir']} with {report['model']}; "
           f"labels used in {report['summary']}")
@@ -21,7 +21,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest.ingest_apstar(args.inputs, args.out, workers=args.workers,
                                  progress=not args.no_progress, batch_size=args.batch_size,
                                  compression=None if args.compression == "none"
-                                 else args.compression)
+                                 else args.compression, pixmask_bits=args.pixmask_bits)
     print(f"ingest: {report['n_ingested']} new, {report['n_already_stored']} already stored, "
           f"{report['n_failed']} failed; {report.get('n_rows', 0)} rows in {report['out']} "
           f"({report.get('files_per_s', 0):.1f} files/s)")
@@ -56,6 +56,11 @@ def register(subparsers) -> None:
     p.add_argument("--out-of-range", choices=("error", "clip", "extrapolate"),
                    default="error", help="labels outside the emulator's range: stop "
                    "(default), clip, or extrapolate the emulator; flagged LBLCLIP")
+    p.add_argument("--augment", default="none", metavar="none|default|FILE.npz",
+                   help="draw real-instrument systematics onto the spectra (their bit mask "
+                   "goes to HDU3): 'none' (default; `apogee-net train` augments anyway), "
+                   "'default' (learnt from real DR17 files) or a file made by "
+                   "scripts/learn_apstar_systematics.py")
     p.add_argument("--overwrite", action="store_true", help="rewrite existing files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
@@ -72,4 +77,9 @@ def register(subparsers) -> None:
                    default=store.COMPRESSION or "none",
                    help=f"flux/error compression (default {store.COMPRESSION or 'none'})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pixmask-bits", default="default", metavar="BITS",
+                   help="apStar PIXMASK bits (HDU3) whose pixels are stored as no data: "
+                   "numbers or names, e.g. '0,1,SIG_SKYLINE', 'none', or 'default' ("
+                   "0-10,12,14: bad/cosmic-ray/saturated pixels, sky lines, Littrow ghost, "
+                   "high and medium persistence; chosen on real DR17 files)")
     p.set_defaults(func=_cmd_ingest)

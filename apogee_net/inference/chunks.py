@@ -27,6 +27,7 @@ from apogee_net.spectra.apstar import (
 )
 from apogee_net.spectra.inputs import expand_inputs
 from apogee_net.spectra.mwm import count_apogee_rows, is_mwm_name, read_mwm
+from apogee_net.spectra.pixmask import apply_pixmask
 from apogee_net.spectra.store import decode_strings, open_store
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,15 @@ def _store_length(path: Path) -> int:
         return int(h5["flux"].shape[0])
 
 
-def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> SpectraChunk:
+def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4,
+               pixmask_bits: tuple[int, ...] = ()) -> SpectraChunk:
     """Spectra of one chunk of a store or of apStar files (unreadable files become rows
     with ``readable`` False; the reason is logged); with visit entries (see
-    :func:`plan_chunks`) one row per entry, with ``visit`` and ``mjd``."""
+    :func:`plan_chunks`) one row per entry, with ``visit`` and ``mjd``. Pixels whose apStar
+    bit mask has a bit of ``pixmask_bits`` become no data (:mod:`apogee_net.spectra.pixmask`)."""
     if "store" in chunk:
-        return _read_store(Path(chunk["store"]), chunk["start"], chunk["stop"], npix)
+        return _read_store(Path(chunk["store"]), chunk["start"], chunk["stop"], npix,
+                           pixmask_bits)
     entries = [(e, None) if isinstance(e, str) else (str(e[0]), int(e[1]))
                for e in chunk["files"]]
     with_visits = any(v is not None for _, v in entries)
@@ -185,7 +189,9 @@ def read_chunk(chunk: dict[str, Any], npix: int, workers: int = 4) -> SpectraChu
         if sp is None:
             out.spec_id[i] = _id_from_name(path)
             continue
-        out.put(i, path, sp.flux, sp.error, sp.apogee_id, sp.ra, sp.dec, sp.snr)
+        out.put(i, path, *apply_pixmask(sp.flux, sp.error, getattr(sp, "mask", None),
+                                       pixmask_bits),
+                sp.apogee_id, sp.ra, sp.dec, sp.snr)
         out.telescope[i] = sp.telescope
         if with_visits:
             out.visit[i], out.mjd[i] = sp.visit, sp.mjd
@@ -200,7 +206,8 @@ def _id_from_name(path: str) -> str:
     return name.split("-", 2)[-1] if name.startswith(("apStar-", "asStar-")) else name
 
 
-def _read_store(path: Path, start: int, stop: int, npix: int) -> SpectraChunk:
+def _read_store(path: Path, start: int, stop: int, npix: int,
+                pixmask_bits: tuple[int, ...] = ()) -> SpectraChunk:
     with open_store(path) as h5:
         if h5["flux"].shape[1] != npix:
             raise ValueError(f"store {path}: {h5['flux'].shape[1]} pixels per spectrum, the "
@@ -210,8 +217,11 @@ def _read_store(path: Path, start: int, stop: int, npix: int) -> SpectraChunk:
                       else np.full(n, np.nan)) for key in ("ra", "dec", "snr")}
         files = decode_strings(h5["source"][start:stop]) if "source" in h5 else [""] * n
         kind = str(h5.attrs.get("kind", "apstar"))
-        return SpectraChunk(np.asarray(h5["flux"][start:stop], np.float32),
-                            np.asarray(h5["error"][start:stop], np.float32),
+        flux = np.asarray(h5["flux"][start:stop], np.float32)
+        error = np.asarray(h5["error"][start:stop], np.float32)
+        if pixmask_bits and kind == "apstar":
+            flux, error = apply_pixmask(flux, error, h5["mask"][start:stop], pixmask_bits)
+        return SpectraChunk(flux, error,
                             decode_strings(h5["apogee_id"][start:stop]), cols["ra"],
                             cols["dec"], cols["snr"], np.ones(n, bool),
                             [telescope_of(f) for f in files] if kind == "apstar"

@@ -11,10 +11,11 @@ concatenated into ``OUT`` at the end (atomic rename), then removed.
 shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net call behind
 ``apogee-net predict``.
 
-Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, flags, sigma_group``
-with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex), the flag bits
-of :data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``payne``,
-from the predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
+Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, flags,
+sigma_group`` with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex),
+the out-of-distribution score of :mod:`apogee_net.network.ood`, the flag bits of
+:data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``payne``, from the
+predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from astropy.table import Table, vstack
 
 from apogee_net.inference.chunks import SpectraChunk, plan_chunks, raw_spectra, read_chunk
 from apogee_net.inference.uncertainty import default_chunk_rows, perturbed_predict
+from apogee_net.network import ood
 from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
 from apogee_net.network.published import preprocess_from_meta
 from apogee_net.spectra.pixels import valid_pixels
+from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
 from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.runtime import resolve_device
@@ -53,9 +56,17 @@ FLAGS = {
     "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
     "HOT": (16, "Teff above TEFF_MAX (6700 K): the version I paper left these out (edge "
             "effect); kept as information for APOGEE Net II, which covers hot stars"),
+    "OOD": (32, "ood_score > 1: the spectrum is unlike the training spectra "
+            "(apogee_net.network.ood)"),
     "NO_PHOTOMETRY": (64, "APOGEE Net II: a photometric input missing, filled with the "
                       "published replacement value (Sprague et al. 2022)"),
+    # 128 is the LAMOST catalogue's SNR_BELOW_10 (apogee_net.lamost.predict.FLAGS)
+    "UNPHYSICAL": (256, "a label outside the physically possible range (PHYSICAL_RANGES)"),
 }
+#: Physically possible label ranges (Teff in K, log g and [Fe/H] in dex): wider than any
+#: star APOGEE or LAMOST observes (O stars reach ~50,000 K; the coolest M/L dwarfs
+#: ~2,000 K), so a label outside them is nonsense whatever the model.
+PHYSICAL_RANGES = {"teff": (2000.0, 50000.0), "logg": (-1.0, 6.0), "fe_h": (-5.0, 1.5)}
 #: Olney et al. 2020 §3.6: stars hotter than this were left out of the published table,
 #: because hotter stars are pulled towards the edge of the training labels (~8000 K).
 TEFF_MAX = 6700.0
@@ -72,11 +83,14 @@ def flag_value(*names: str) -> int:
     return int(sum(FLAGS[n][0] for n in names))
 
 
-def quality_flags(snr, nvalid, usable, mean, label_range, npix: int) -> np.ndarray:
+def quality_flags(snr, nvalid, usable, mean, label_range, npix: int,
+                  label_names=None, ood_score=None) -> np.ndarray:
     """Per-row flag bits shared by every catalogue: LOW_SNR (SNR < :data:`SNR_ZERO` or
     unknown), BAD_PIXELS (fewer than :data:`MIN_VALID_FRACTION` of ``npix`` pixels valid),
     UNREADABLE (``usable`` False), OUT_OF_RANGE (a label of ``mean`` outside ``label_range``
-    = (low, high) of the training labels)."""
+    = (low, high) of the training labels); with ``label_names``, UNPHYSICAL (a label
+    outside :data:`PHYSICAL_RANGES`, or not finite for a readable spectrum); with
+    ``ood_score``, OOD (score > 1)."""
     snr = np.asarray(snr, float)
     flags = np.zeros(snr.size, np.int32)
     flags[~(snr >= SNR_ZERO)] |= flag_value("LOW_SNR")
@@ -85,7 +99,25 @@ def quality_flags(snr, nvalid, usable, mean, label_range, npix: int) -> np.ndarr
     lo, hi = label_range
     with np.errstate(invalid="ignore"):
         flags[((mean < lo) | (mean > hi)).any(axis=1)] |= flag_value("OUT_OF_RANGE")
+        if label_names is not None:
+            flags[unphysical(mean, label_names) & np.asarray(usable, bool)] |= \
+                flag_value("UNPHYSICAL")
+        if ood_score is not None:
+            flags[np.asarray(ood_score) > 1.0] |= flag_value("OOD")
     return flags
+
+
+def unphysical(mean, label_names) -> np.ndarray:
+    """Rows (n,) of ``mean`` (n, k) with a label outside :data:`PHYSICAL_RANGES` or not
+    finite (labels without a physical range only need to be finite)."""
+    mean = np.asarray(mean, float)
+    bad = ~np.isfinite(mean).all(axis=1)
+    for j, name in enumerate(label_names):
+        if name in PHYSICAL_RANGES:
+            lo, hi = PHYSICAL_RANGES[name]
+            with np.errstate(invalid="ignore"):
+                bad |= (mean[:, j] < lo) | (mean[:, j] > hi)
+    return bad
 
 
 # --------------------------------------------------------------------------- model
@@ -228,8 +260,13 @@ def _chunk_len(chunk) -> int:
 def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: int,
                  offset: int = 0, batch_size: int | None = None) -> Table:
     """Catalogue rows for the spectra ``data``: mean and σ over ``realizations`` perturbed
-    copies (§3.5), flags (:data:`FLAGS`)."""
+    copies (§3.5), ``ood_score`` (:mod:`apogee_net.network.ood`; NaN for a model without
+    OOD statistics), flags (:data:`FLAGS`). Pixels outside the training coverage are
+    treated as having no data."""
     flux, error = data.flux, data.error
+    if lm.preprocess.flux_scaler is not None:
+        flux, error = ood.restrict_to_coverage(flux, error,
+                                               ood.coverage(lm.preprocess.flux_scaler))
     n = len(flux)
     valid = valid_pixels(flux, error)
     nvalid = valid.sum(axis=1)
@@ -238,13 +275,23 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
     mean = np.full((n, k), np.nan)
     std = np.full((n, k), np.nan)
     phot = data.photometry  # APOGEE Net II: (n, 7) raw, NaN where missing
+    score = np.full(n, np.nan)
+    stats = lm.checkpoint["meta"].get("ood") if phot is None else None
     if usable.any():
         idx = np.flatnonzero(usable)
-        mean[idx], std[idx] = perturbed_labels(
-            lm, flux[idx], error[idx], None if phot is None else phot[idx],
-            n_realizations=realizations, seed=seed, keys=offset + idx, chunk_rows=batch_size)
+        if stats:  # one plain pass (dropout off) gives the OOD terms, and the labels
+            plain, score[idx] = ood.score_spectra(lm.model, lm.preprocess, stats, flux[idx],
+                                                  error[idx], batch_size or 64)
+        if stats and realizations == 0:
+            mean[idx] = plain
+        else:
+            mean[idx], std[idx] = perturbed_labels(
+                lm, flux[idx], error[idx], None if phot is None else phot[idx],
+                n_realizations=realizations, seed=seed, keys=offset + idx,
+                chunk_rows=batch_size)
     snr = np.asarray(data.snr, float)
-    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
+    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix,
+                          label_names=lm.label_names, ood_score=score)
     if phot is not None:
         from apogee_net.network.photometry import fill_photometry
 
@@ -266,6 +313,7 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
     for j, name in enumerate(lm.label_names):
         table[f"{name}_err"] = std[:, j]
     table["snr"] = snr
+    table["ood_score"] = score
     table["flags"] = flags
     table["sigma_group"] = group
     add_provenance_columns(table, data)
@@ -300,11 +348,19 @@ def perturbed_labels(lm: LoadedModel, flux, error, photometry=None, **kwargs):
     return perturbed_predict(lm.model, flux, error, lm.preprocess, **kwargs)
 
 
+def model_pixmask_bits(lm: LoadedModel, pixmask_bits=None) -> tuple[int, ...]:
+    """Pixel-mask bits for prediction: ``pixmask_bits`` when given, else those the model
+    was trained with (``meta["pixmask_bits"]``), else the default set."""
+    if pixmask_bits is not None:
+        return parse_pixmask_bits(pixmask_bits)
+    return parse_pixmask_bits(lm.checkpoint["meta"].get("pixmask_bits"))
+
+
 def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                     device: str = "auto", batch_size: int | None = None, seed: int = 0,
                     chunk_size: int = 1024, workers: int = 4, progress: bool = True,
                     hot: str = "flag", visits: bool = False, arch: str | None = None,
-                    photometry=None) -> Path:
+                    photometry=None, pixmask_bits=None) -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
@@ -323,6 +379,8 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     (:mod:`apogee_net.network.photometry`); stars without it get the published fill values and the
     NO_PHOTOMETRY flag. Imported published models (``apogee-net import-model``) read apStar
     files as stored and use the peers' preprocessing and uncertainty procedure.
+    ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: the model's;
+    :mod:`apogee_net.spectra.pixmask`).
     """
     if hot not in HOT_POLICIES:
         raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
@@ -340,19 +398,24 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
         log.warning("--photometry ignored: %s is an APOGEE Net I model", lm.path)
     batch_size = batch_size or default_chunk_rows(dev)
     chunks = plan_chunks(inputs, chunk_size, visits=visits)
+    bits = model_pixmask_bits(lm, pixmask_bits)
     options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
                "chunk_size": chunk_size, "device": str(dev), "hot": hot,
                "teff_max": TEFF_MAX, "visits": visits, "arch": arch,
                "photometry": None if phot is None else (phot.path or "table"),
-               "preprocess": lm.checkpoint["meta"].get("preprocess", "standard")}
+               "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
+               "pixmask_bits": format_bits(bits)}
     manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
                 "chunk_size": chunk_size, "device": dev.type, "hot": hot, "visits": visits,
-                "photometry_sha256": None if phot is None else _sha(phot.values)}
+                "photometry_sha256": None if phot is None else _sha(phot.values),
+                "pixmask_bits": list(bits)}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
                       LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
                       METHOD=_method(lm),
+                      PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
+                      if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
                       **sigma_header(lm))
 
     def predict_fn(data, offset):
@@ -367,7 +430,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
         return table
 
     def read_fn(chunk):
-        data = read_chunk(chunk, lm.npix, workers)
+        data = read_chunk(chunk, lm.npix, workers, bits)
         if getattr(lm.preprocess, "raw_flux", False):
             data = raw_spectra(data, chunk)  # the peers read apStar row 0 as stored
         if uses_phot:

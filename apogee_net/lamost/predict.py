@@ -43,8 +43,9 @@ __all__ = ["FLAGS", "predict_lamost", "predict_arrays", "read_lamost_chunk"]
 
 #: Flag bits: the APOGEE catalogue's, plus S/N_g below Li et al.'s training cut of 10.
 FLAGS = {**APOGEE_FLAGS,
-         "SNR_BELOW_10": (2 * max(v[0] for v in APOGEE_FLAGS.values()),
-                          "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
+         "SNR_BELOW_10": (128, "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
+if len({v[0] for v in FLAGS.values()}) != len(FLAGS):  # a bit must never mean two things
+    raise RuntimeError("LAMOST flag bits collide with the APOGEE catalogue's")
 
 
 def read_lamost_chunk(files: list[str], npix: int) -> SpectraChunk:

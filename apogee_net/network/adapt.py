@@ -233,6 +233,9 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
             log.info("rare-group dev loss no longer improves: stopping after round %d", r)
             break
     shutil.rmtree(scratch, ignore_errors=True)
+    if (out / BEST_NAME).exists() and meta.get("ood"):  # new weights: refit the OOD score
+        _refit_ood(out / BEST_NAME, model, best_state, prep, meta, dataset,
+                   np.flatnonzero(split == "train"), full_dev, seed)
     if not (out / BEST_NAME).exists():  # no round improved: the input model stands
         log.warning("no adaptation round improved the YSO/M-dwarf dev loss; %s is a copy of "
                     "%s", out / BEST_NAME, model_path)
@@ -279,6 +282,22 @@ def format_test_report(report: list[dict], label_names) -> str:
                          f"{r[n + '_before']:12.4g} {r[n + '_after']:8.4g}"
                          for n in label_names))
     return "\n".join(lines)
+
+
+def _refit_ood(path, model, state, prep, meta, dataset, train_idx, dev_idx, seed) -> None:
+    """Out-of-distribution statistics of the adapted weights (:mod:`apogee_net.network.ood`),
+    on the same augmentation as the base model's training (fixed draws)."""
+    from apogee_net.network.ood import attach_ood
+    from apogee_net.spectra.augment import AugmentedDataset, augmenter_from_meta
+
+    model.load_state_dict(state)
+    aug = augmenter_from_meta(meta)
+
+    def wrap(idx):
+        ds = dataset(idx)
+        return ds if aug is None else AugmentedDataset(ds, aug, seed + 1, fixed=True)
+
+    attach_ood(path, model, prep, wrap(train_idx), wrap(dev_idx), seed=seed)
 
 
 def _fmt(losses: dict[str, float]) -> str:

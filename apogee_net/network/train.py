@@ -6,18 +6,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from apogee_net.network import ood
 from apogee_net.network.apogeenet2 import build_for_arch
 from apogee_net.network.model import LABEL_NAMES, Preprocess, scale_flux
 from apogee_net.network.photometry import WithPhotometry, labelled_photometry
+from apogee_net.spectra.apstar import NPIX
+from apogee_net.spectra.augment import AugmentedDataset, resolve_augment
 from apogee_net.spectra.dataset import SpectraDataset, join_labels, read_rows
-from apogee_net.spectra.store import open_store
+from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
+from apogee_net.spectra.store import open_store, store_pixmask_bits
 from yso_labels.core import distributed
 from yso_labels.core.atomic import write_json
 from yso_labels.core.runtime import resolve_device, seed_everything
@@ -55,10 +59,12 @@ class NoiseAugment:
         return self.prepare(batch)
 
 
-def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> Standardiser:
+def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512,
+                    transform: Callable | None = None) -> Standardiser:
     """Per-pixel mean and std (ddof 0) of the scaled flux
     (:func:`apogee_net.network.model.scale_flux`) over store ``rows``, streaming ``chunk``
-    rows at a time; pixels never with data get mean 0, std 1."""
+    rows at a time; pixels never with data get mean 0, std 1. ``transform(flux, error,
+    rows) -> (flux, error)`` (numpy, e.g. a fixed augmentation draw) is applied first."""
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     with open_store(store) as h5:
         moments = Moments(h5["flux"].shape[1])
@@ -67,6 +73,9 @@ def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512) -> S
             flux = torch.from_numpy(read_rows(h5["flux"], sel).astype(np.float32, copy=False))
             error = torch.from_numpy(read_rows(h5["error"], sel).astype(np.float32,
                                                                          copy=False))
+            if transform is not None:
+                flux, error = (torch.from_numpy(a) for a in
+                               transform(flux.numpy(), error.numpy(), sel))
             moments.add(scale_flux(flux, error, flux_norm).numpy())
     return moments.standardiser(empty_ok=True)
 
@@ -79,7 +88,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
                      progress: bool = True, arch: str = "apogeenet1",
                      photometry=None, schedule: str = "cosine", warmup: float = 1.0,
                      weight_decay: float = 0.0, optimizer: str = "adam",
-                     noise_augment: float = 0.0) -> FitResult:
+                     noise_augment: float = 0.0, augment: str | None = "default",
+                     pixmask_bits=None) -> FitResult:
     """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
     or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
     ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
@@ -99,6 +109,13 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     max_epochs=100``. ``schedule``, ``warmup``, ``weight_decay``, ``optimizer``: see
     :class:`yso_labels.core.training.TrainOptions`; ``noise_augment``: scale of the fresh
     noise added to each training spectrum every epoch (:class:`NoiseAugment`; 0: none).
+    ``augment``: real-instrument systematics drawn onto the training (new draws every
+    epoch) and dev (fixed draws) spectra, :mod:`apogee_net.spectra.augment`: ``"default"``
+    (the packaged systematics), a file from scripts/learn_apstar_systematics.py, or
+    ``"none"``. ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: those
+    the store was ingested with; :mod:`apogee_net.spectra.pixmask`). Both are recorded in
+    the model, with the out-of-distribution statistics fitted at the end
+    (:mod:`apogee_net.network.ood`; APOGEE Net I).
     """
     out = Path(out)
     if (out / BEST_NAME).exists() and not resume:
@@ -128,8 +145,24 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     with open_store(store) as h5:
         npix = int(h5["flux"].shape[1])
         wave = np.asarray(h5["wavelength"][[0, -1]], float)
+        stored_bits = store_pixmask_bits(h5.attrs)
+    bits = parse_pixmask_bits(pixmask_bits if pixmask_bits is not None else stored_bits)
+    if stored_bits is not None and set(bits) - set(stored_bits):
+        log.warning("store %s was ingested with pixmask bits %s: bits %s are applied to the "
+                    "augmentation and at prediction only (re-ingest to apply them to the "
+                    "training spectra)", store, format_bits(stored_bits),
+                    format_bits(set(bits) - set(stored_bits)))
+    augmenter = resolve_augment(augment, bits) if npix == NPIX else None
+    if npix != NPIX and str(augment).lower() != "none":
+        log.warning("store %s has %d pixels, not the apStar grid's %d: no augmentation",
+                    store, npix, NPIX)
+    fixed = None
+    if augmenter is not None:
+        def fixed(flux, error, sel):  # one fixed draw per store row (seed + 1)
+            return augmenter(flux, error, [np.random.default_rng([seed + 1, int(r)])
+                                           for r in sel])
     log.info("fitting the flux standardisation on %d training spectra", len(parts["train"]))
-    flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm)
+    flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm, transform=fixed)
     seed_everything(seed)
     model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
                                  dropout, npix)
@@ -140,17 +173,25 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
             "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
             "arch": arch, "photometry_path": None if photometry is None or hasattr(
                 photometry, "colnames") else str(photometry),
+            "pixmask_bits": format_bits(bits),
+            "augment": "none" if augmenter is None else augmenter.describe(),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)",
             "noise_augment": float(noise_augment)}
 
-    def dataset(name):
+    def dataset(name, draws=None):
         idx = parts[name]
         ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        if augmenter is not None and draws is not None:
+            ds = AugmentedDataset(ds, augmenter, seed + (1 if draws == "fixed" else 0),
+                                  fixed=draws == "fixed")
         return ds if phot is None else WithPhotometry(ds, phot[idx])
 
-    result = fit(model, dataset("train"), dataset("dev"), standardised_mse, out, options, meta,
-                 prepare=prep,
+    result = fit(model, dataset("train", "random"), dataset("dev", "fixed"), standardised_mse,
+                 out, options, meta, prepare=prep,
                  train_prepare=NoiseAugment(prep, noise_augment) if noise_augment else None)
+    if result.model_path is not None and phot is None and distributed.is_main_process():
+        ood.attach_ood(result.model_path, model, prep, dataset("train", "fixed"),
+                       dataset("dev", "fixed"), seed=seed)  # APOGEE Net II: no OOD score yet
     if len(parts["test"]) and distributed.is_main_process():
         metrics = score(model, dataset("test"), prep, label_columns, options)
         log.info("test split: %s", metrics)

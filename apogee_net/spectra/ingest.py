@@ -9,10 +9,12 @@ import json
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 from apogee_net.spectra.apstar import NPIX, apstar_wavelength, read_apstar
 from apogee_net.spectra.inputs import expand_inputs
+from apogee_net.spectra.pixmask import apply_pixmask, format_bits, parse_pixmask_bits
 from apogee_net.spectra.store import (
     COMPRESSION,
     StoreWriter,
@@ -20,19 +22,22 @@ from apogee_net.spectra.store import (
     duplicate_ids,
     open_store,
     part_path,
+    store_pixmask_bits,
 )
 from yso_labels.core.tables import provenance as _provenance
 
 log = logging.getLogger(__name__)
 
 
-def _read_row(path: str):
-    """Worker: (source, row tuple or None, failure reason or None)."""
+def _read_row(path: str, pixmask_bits: tuple[int, ...] = ()):
+    """Worker: (source, row tuple or None, failure reason or None); pixels with a bit of
+    ``pixmask_bits`` in the apStar mask become NaN (:mod:`apogee_net.spectra.pixmask`)."""
     try:
         sp = read_apstar(path)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, the rest ingested
         return path, None, f"{type(exc).__name__}: {exc}"
-    return path, (sp.flux, sp.error, sp.mask, sp.apogee_id, sp.snr, sp.ra, sp.dec), None
+    flux, error = apply_pixmask(sp.flux, sp.error, sp.mask, pixmask_bits)
+    return path, (flux, error, sp.mask, sp.apogee_id, sp.snr, sp.ra, sp.dec), None
 
 
 def parallel_map(fn, items: list, workers: int, block: int):
@@ -95,27 +100,34 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
 
 def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
                   progress: bool = True, batch_size: int = 64,
-                  compression: str | None = COMPRESSION) -> dict:
+                  compression: str | None = COMPRESSION, pixmask_bits=None) -> dict:
     """Ingest apStar files (a directory, a glob or a list) into the store ``out``.
 
     Reads in parallel (``workers`` processes; default min(4, CPUs); 0 or 1: in this
     process), appends in batches of ``batch_size`` rows, and renames ``out.part`` to ``out``
     at the end. A rerun skips the sources already stored (after an interruption, or to add
     new files to a finished store). Unreadable files are listed with the reason and the rest
-    ingested. Returns a report: counts, failures, duplicated APOGEE IDs, files per second.
+    ingested. ``pixmask_bits``: apStar PIXMASK bits whose pixels are stored as no data
+    (NaN; the bit mask itself is stored whole), default
+    :data:`apogee_net.spectra.pixmask.DEFAULT_PIXMASK_BITS`; recorded in the store attribute
+    ``pixmask_bits``. Returns a report: counts, failures, duplicated APOGEE IDs, files per
+    second.
     """
     t0 = time.perf_counter()
+    bits = parse_pixmask_bits(pixmask_bits)
     files = expand_inputs(inputs)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     out = Path(out)
     options = {"inputs": [str(i) for i in (inputs if isinstance(inputs, (list, tuple))
                                               else [inputs])][:20],
-               "workers": workers, "compression": compression}
+               "workers": workers, "compression": compression,
+               "pixmask_bits": format_bits(bits)}
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0, "n_ingested": 0,
               "n_failed": 0, "failures": [], "workers": workers}
     if out.exists() and not part_path(out).exists():
         with open_store(out) as h5:
             stored = set(decode_strings(h5["source"][:]))
+            _check_pixmask(out, h5.attrs, bits)
         if all(str(f) in stored for f in files):
             report.update(n_already_stored=len(files), n_rows=len(stored),
                           duplicate_ids=[], seconds=time.perf_counter() - t0, files_per_s=0.0)
@@ -125,6 +137,8 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     writer = StoreWriter(out, NPIX, apstar_wavelength(), kind="apstar", meta=meta,
                          compression=compression)
     try:
+        _check_pixmask(out, writer.h5.attrs, bits)
+        writer.h5.attrs["pixmask_bits"] = format_bits(bits)
         stored = writer.stored_sources()
         todo = [str(f) for f in files if str(f) not in stored]
         report["n_already_stored"] = len(files) - len(todo)
@@ -132,7 +146,8 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
             log.info("ingest: %d of %d files already stored in %s; reading %d",
                      report["n_already_stored"], len(files), writer.part, len(todo))
         t_read = time.perf_counter()
-        results = parallel_map(_read_row, todo, workers, block=max(64, 32 * workers))
+        results = parallel_map(partial(_read_row, pixmask_bits=bits), todo, workers,
+                               block=max(64, 32 * workers))
     except BaseException:
         writer.close(complete=False)
         raise
@@ -149,3 +164,12 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
              report["n_ingested"], report["n_already_stored"], report["n_failed"], out,
              report["n_rows"])
     return report
+
+
+def _check_pixmask(path, attrs, bits) -> None:
+    """A store holds spectra masked with one set of PIXMASK bits."""
+    stored = store_pixmask_bits(attrs)
+    if stored is not None and int(attrs.get("n_rows", 1)) > 0 and tuple(stored) != tuple(bits):
+        raise ValueError(f"store {path} was ingested with pixmask bits {format_bits(stored)}; "
+                         f"appending with {format_bits(bits)} would mix two masks: pass "
+                         f"--pixmask-bits {format_bits(stored) or 'none'} or a new store")

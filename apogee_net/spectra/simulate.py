@@ -308,18 +308,23 @@ def apstar_name(apogee_id: str) -> str:
 def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
                     snr=(50, 200), seed: int = 0, convention: str = "dr17",
                     out_of_range: str = "error", overwrite: bool = False, chunk: int = 256,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, augment: str | None = "none") -> dict:
     """Write ``apStar-sim-<ID>.fits`` for every star of ``labels_table`` into ``out_dir``.
 
     ``labels_table``: a path or Table with ``apogee_id teff logg fe_h`` and optional
     ``alpha_m``/``alpha_fe``, ``H``, ``ra``, ``dec``. Existing files are kept (a rerun
     resumes) unless ``overwrite``. Also writes ``simulated_labels.csv`` (labels used, SNR,
     H, file, LBLCLIP flag, model) with provenance. Returns a report dict.
+    ``augment``: ``"none"`` (default), ``"default"`` or a systematics file: real-instrument
+    systematics drawn onto each spectrum (:mod:`apogee_net.spectra.augment`; star ``i``
+    draws from ``numpy.random.default_rng([seed, i, 1])``), their pixel flags written to
+    HDU3 (flagged pixels keep their data, as in real files; the ingest's pixel mask decides).
     """
     from astropy.io import fits
     from astropy.table import Table
     from tqdm import tqdm
 
+    from apogee_net.spectra.augment import resolve_augment
     from yso_labels.core.tables import duplicated, provenance, read_table, write_table
 
     lo_hi = parse_snr(snr)
@@ -333,10 +338,12 @@ def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
         raise ValueError(f"label table: duplicated apogee_id {dups[:5]} (file names collide)")
     emu = resolve_emulator(emulator)
     check_labels(arr, ids, emu, out_of_range)  # fail before writing anything
+    augmenter = resolve_augment(augment, pixmask_bits=())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     options = {"emulator": None if emu is None else emu.path, "snr": list(lo_hi), "seed": seed,
-               "convention": convention, "out_of_range": out_of_range}
+               "convention": convention, "out_of_range": out_of_range,
+               "augment": "none" if augmenter is None else augmenter.describe()["systematics"]}
     meta = provenance("simulate", options, model=model_name(emu))
     paths = [out_dir / apstar_name(i) for i in ids]
     todo = np.array([overwrite or not p.exists() for p in paths])
@@ -352,7 +359,11 @@ def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
         for k, i in enumerate(idx):
             if "ra" in cols and "dec" in cols:
                 sim.ra[k], sim.dec[k] = float(table["ra"][i]), float(table["dec"][i])
-            write_apstar(paths[i], sim.flux[k], sim.error[k],
+            flux, error, mask = sim.flux[k], sim.error[k], None
+            if augmenter is not None:
+                flux, error, mask = augmenter.apply_one(
+                    flux, error, np.random.default_rng([int(seed), int(i), 1]))
+            write_apstar(paths[i], flux, error, mask=mask,
                          header=header_values(sim, k, ids[i], meta), convention=convention)
     rows = []
     for i, path in enumerate(paths):

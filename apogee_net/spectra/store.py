@@ -8,7 +8,8 @@ Layout (format version :data:`STORE_VERSION`), for ``n`` spectra of ``npix`` pix
 - ``apogee_id`` (UTF-8 str), ``snr`` float32, ``ra``, ``dec`` float64 (deg), ``source`` (str:
   the file each row came from; unique), all (n,); ``wavelength`` (npix,) float64 (Å).
 - File attributes: ``kind`` ("apstar" or "lamost"), ``npix``, ``version``, ``provenance``
-  (JSON), ``complete`` (bool), ``n_rows`` (rows committed; resume truncates to it).
+  (JSON), ``complete`` (bool), ``n_rows`` (rows committed; resume truncates to it),
+  ``pixmask_bits`` (apStar: the PIXMASK bits stored as no data, e.g. "0,1,12").
 
 A store is written as ``STORE.h5.part`` and renamed to ``STORE.h5`` when complete.
 """
@@ -298,3 +299,12 @@ def duplicate_ids(ids: Iterable[str]) -> list[str]:
     """IDs occurring more than once, sorted."""
     values, counts = np.unique(np.asarray(list(ids), dtype=str), return_counts=True)
     return sorted(values[counts > 1].tolist())
+
+
+def store_pixmask_bits(attrs) -> tuple[int, ...] | None:
+    """PIXMASK bits applied when an apStar store was ingested (attribute ``pixmask_bits``);
+    None for a store from before the attribute existed, or a LAMOST store."""
+    from apogee_net.spectra.pixmask import parse_pixmask_bits
+
+    value = attrs.get("pixmask_bits")
+    return None if value is None else parse_pixmask_bits(str(value))
