@@ -308,14 +308,16 @@ def test_predict_mwmstar_and_mwmvisit(model_path, tmp_path):
                    [(np.nan_to_num(r.flux), _ivar(r), r.snr, int(r.mjd)) for r in rows[1:]],
                    [], visit=True)
     cat = _read(predict_catalog(model_path, [apstar, star], tmp_path / "c.fits",
-                                realizations=0, device="cpu", progress=False))
+                                realizations=0, device="cpu", progress=False,
+                                pixmask_bits="none"))  # mwmStar files carry no PIXMASK
     cat.sort(["apogee_id", "telescope"])  # input files are taken in path order
     assert list(cat["apogee_id"]) == ["2M17335483-2753043", str(SDSS_ID), str(SDSS_ID)]
     assert list(cat["telescope"]) == ["apo25m", "apo25m", "lco25m"]
     assert "visit" not in cat.colnames
     np.testing.assert_allclose(cat["teff"][1], cat["teff"][0], rtol=1e-5)
     vis = _read(predict_catalog(model_path, [apstar, visit], tmp_path / "v.fits",
-                                realizations=0, device="cpu", progress=False, visits=True))
+                                realizations=0, device="cpu", progress=False, visits=True,
+                                pixmask_bits="none"))
     vis.sort(["apogee_id", "visit"])
     assert list(vis["visit"]) == [0, 1, 2, 3, 1, 2, 3]
     assert list(vis["mjd"][4:]) == [56396, 56433, 56434]
