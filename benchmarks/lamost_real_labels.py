@@ -13,7 +13,9 @@ the real spectra:
 * **the 60 real spectra** (ingested with ``apogee-net lamost ingest``'s library call, as a
   user would): MAE vs LASP of the CNN and of the ridge, the CNN's mean σ, and the fraction
   of spectra with any catalogue flag (``flags`` ≠ 0) or outside Li et al.'s recommended
-  ranges (``<label>_flag``);
+  ranges (``<label>_flag``), with and without the OOD/UNPHYSICAL bits of the OOD score
+  (:mod:`apogee_net.network.ood`), and how many wrong labels (:data:`WRONG`) stay unflagged;
+  on the simulated test split, the fraction with any flag but SNR_BELOW_10;
 * **before vs after the new cosmic-ray detector**: the same model on the real spectra
   prepared with the old detector (toolkit ≤ ff945c4, from ``lamost_cosmics.py``).
 
@@ -41,8 +43,10 @@ import torch
 from astropy.table import Table
 
 import apogee_net.lamost.preprocess as preprocess
+from apogee_net.inference.predict import flag_value
 from apogee_net.lamost.ingest import ingest_lamost
 from apogee_net.lamost.labels import LABELS
+from apogee_net.lamost.predict import FLAGS
 from apogee_net.lamost.training import assign_splits, train_lamost
 from yso_labels.core.runtime import seed_everything
 
@@ -59,6 +63,9 @@ CORE = ("teff", "logg", "fe_h")
 #: above 6,200 K); cooler, the TiO bands do the same (up to 26 at 3,800 K).
 TEFF_RANGE = (4000.0, 6000.0)
 LASP = {"teff": "teff", "logg": "logg", "fe_h": "feh"}
+#: A real label counts as wrong when it is off LASP by more than this (Teff K, log g dex,
+#: [Fe/H] dex): about 3-4 times LASP's own errors (Luo et al. 2015, §5: ~110 K, 0.2, 0.1).
+WRONG = (500.0, 0.75, 0.4)
 
 
 def draw_labels(n: int, seed: int) -> Table:
@@ -171,6 +178,8 @@ def main() -> None:
     x_te, _, _ = store_arrays(work / "test.h5")
     mae_cnn_sim = np.abs(sim_pred["mean"][:, k_core] - truth[test_rows]).mean(0)
     mae_ridge_sim = np.abs(ridge(x_te) - truth[test_rows]).mean(0)
+    new_bits = flag_value("OOD", "UNPHYSICAL")  # what the OOD hook (issue 12) adds
+    sim_flagged = (sim_pred["flags"] & ~FLAGS["SNR_BELOW_10"][0]) != 0
 
     # ------------------------------------------------------------ the 60 real spectra
     index = Table.read(Path(args.real) / "index_with_lasp_labels.csv", format="ascii.csv")
@@ -199,7 +208,10 @@ def main() -> None:
     cnn = np.column_stack([cat[n] for n in CORE])
     sig = np.column_stack([cat[f"{n}_err"] for n in CORE])
     rid = ridge(x_real[order])
-    flagged = np.asarray(cat["flags"]) != 0
+    flags_all = np.asarray(cat["flags"])
+    flagged = flags_all != 0
+    flagged_before_ood = (flags_all & ~new_bits) != 0
+    is_ood = (flags_all & flag_value("OOD")) != 0
     outside = np.column_stack([cat[f"{n}_flag"] for n in CORE]).any(axis=1)
     mae_cnn = np.abs(cnn - lasp).mean(0)
     mae_ridge = np.abs(rid - lasp).mean(0)
@@ -212,6 +224,8 @@ def main() -> None:
     print(f"  CNN   {mae_cnn_sim[0]:7.1f} K  {mae_cnn_sim[1]:.3f}  {mae_cnn_sim[2]:.3f}")
     print(f"  ridge {mae_ridge_sim[0]:7.1f} K  {mae_ridge_sim[1]:.3f}  {mae_ridge_sim[2]:.3f}"
           f"   (alpha {alpha:g}, chosen on dev)")
+    print(f"  flagged (any flag but SNR_BELOW_10): {sim_flagged.mean():.1%}; OOD "
+          f"{((sim_pred['flags'] & flag_value('OOD')) != 0).mean():.1%}")
     print(f"\n{len(index)} real DR1 spectra vs LASP: MAE (bias) Teff / log g / [Fe/H]")
     print(f"  CNN   {mae_cnn[0]:7.1f} K ({bias_cnn[0]:+.0f})  {mae_cnn[1]:.3f} "
           f"({bias_cnn[1]:+.2f})  {mae_cnn[2]:.3f} ({bias_cnn[2]:+.2f});  mean sigma "
@@ -220,6 +234,15 @@ def main() -> None:
     print(f"  ridge {mae_ridge[0]:7.1f} K  {mae_ridge[1]:.3f}  {mae_ridge[2]:.3f}")
     print(f"  flags != 0: {flagged.mean():.0%}; outside Li et al. recommended range (Teff, "
           f"log g or [Fe/H]): {outside.mean():.0%}; either: {(flagged | outside).mean():.0%}")
+    print(f"  flags != 0 without the OOD/UNPHYSICAL bits (as before the OOD hook): "
+          f"{flagged_before_ood.mean():.0%}; OOD: {is_ood.mean():.0%}; ood_score median "
+          f"{np.nanmedian(cat['ood_score']):.2f}, range {np.nanmin(cat['ood_score']):.2f}–"
+          f"{np.nanmax(cat['ood_score']):.2f}")
+    wrong = (np.abs(cnn - lasp) > WRONG).any(axis=1)
+    print(f"  wrong (|CNN - LASP| > {WRONG[0]:.0f} K, {WRONG[1]} dex or {WRONG[2]} dex): "
+          f"{int(wrong.sum())}; of them flagged before the hook "
+          f"{int((wrong & (flagged_before_ood | outside)).sum())}, now "
+          f"{int((wrong & (flagged | outside)).sum())}")
     covered = (np.abs(cnn - lasp) <= sig).mean(0)
     print(f"  |CNN - LASP| <= sigma: {covered[0]:.0%} / {covered[1]:.0%} / {covered[2]:.0%}")
     inside = (lasp[:, 0] >= TEFF_RANGE[0]) & (lasp[:, 0] <= TEFF_RANGE[1])
@@ -248,6 +271,7 @@ def main() -> None:
         rows[f"{n}_err"] = sig[:, j]
         rows[f"ridge_{n}"] = rid[:, j]
         rows[f"before_{n}"] = cnn_b[:, j]
+    rows["ood_score"] = cat["ood_score"]
     rows["flags"] = cat["flags"]
     rows["outside_recommended"] = outside
     rows.write(work / "real_catalogue.csv", overwrite=True)
@@ -258,7 +282,8 @@ def main() -> None:
               f"[{r['ridge_teff']:5.0f}]  {r['lasp_logg']:.2f} -> {r['logg']:.2f}±"
               f"{r['logg_err']:.2f} [{r['ridge_logg']:.2f}]  {r['lasp_fe_h']:+.2f} -> "
               f"{r['fe_h']:+.2f}±{r['fe_h_err']:.2f} [{r['ridge_fe_h']:+.2f}]  "
-              f"flags {r['flags']}{' REC' if r['outside_recommended'] else ''}")
+              f"ood {r['ood_score']:.2f} flags {r['flags']}"
+              f"{' REC' if r['outside_recommended'] else ''}")
     print(f"\nper-star rows: {work / 'real_catalogue.csv'}; total "
           f"{time.perf_counter() - t0:.0f} s")
 

@@ -187,7 +187,8 @@ def predict_test(run: Path, store: Path, passes: int, seed: int) -> dict[str, np
                          passes=passes, seed=seed)
     return {"ids": np.asarray(cat["spec_id"]),
             "mean": np.column_stack([cat[n] for n in LABELS]),
-            "sigma": np.column_stack([cat[f"{n}_err"] for n in LABELS])}
+            "sigma": np.column_stack([cat[f"{n}_err"] for n in LABELS]),
+            "flags": np.asarray(cat["flags"])}
 
 
 def summarise(pred, truth: np.ndarray, select: np.ndarray | None = None):

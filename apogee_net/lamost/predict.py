@@ -10,7 +10,11 @@ and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`,
 Columns: ``spec_id`` (the LAMOST OBSID: the store's key), ``ra, dec``, the 14
 labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_model``,
 ``<label>_err_pred``, ``<label>_flag`` (True: outside Li et al.'s recommended range, Table
-2 and §3.1–3.3), ``snr`` (SNR_g) and ``flags`` (bits of :data:`FLAGS`).
+2 and §3.1–3.3), ``snr`` (SNR_g), ``ood_score`` (:mod:`apogee_net.network.ood`, one plain
+pass with dropout off; NaN for a model without OOD statistics) and ``flags`` (bits of
+:data:`FLAGS`: among them OUT_OF_RANGE, a label outside the training labels' range;
+UNPHYSICAL, outside the physically possible range; OOD, ``ood_score`` > 1). Pixels outside
+the training spectra's coverage are treated as having no data, as for APOGEE Net.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from apogee_net.inference.predict import (
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
+from apogee_net.network import ood
 from apogee_net.spectra.pixels import valid_pixels
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.tables import provenance
@@ -71,7 +76,8 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
     :func:`apogee_net.inference.chunks.read_chunk` for a store). The dropout masks of a chunk
     come from a torch generator seeded by (``seed``, ``offset``), so a resumed run repeats
     the same numbers."""
-    flux, error = data.flux, data.error
+    flux, error = ood.restrict_to_coverage(data.flux, data.error,
+                                           ood.coverage(lm.preprocess.flux_scaler))
     n, k = len(flux), len(lm.label_names)
     valid = valid_pixels(flux, error)
     nvalid = valid.sum(axis=1)
@@ -90,8 +96,14 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
         scaler = lm.preprocess.label_scaler
         res = mc_predict(lm.model, x, passes, scaler.mean, scaler.std, max_rows=batch_size)
         mean[sel], var_model[sel], var_pred[sel] = res.mean, res.var_model, res.var_pred
+    score = np.full(n, np.nan)
+    stats = lm.checkpoint["meta"].get("ood")
+    if stats and idx.size:  # one plain pass (dropout off): the OOD terms
+        _, score[idx] = ood.score_spectra(lm.model, lm.preprocess, stats, flux[idx],
+                                          error[idx], batch_size)
     snr = np.asarray(data.snr, float)
-    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix)
+    flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix,
+                          label_names=lm.label_names, ood_score=score)
     flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
@@ -105,6 +117,7 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
         table[f"{name}_err_pred"] = np.sqrt(var_pred[:, j])
         table[f"{name}_flag"] = outside_rec[:, j] & usable
     table["snr"] = snr
+    table["ood_score"] = score
     table["flags"] = flags
     add_provenance_columns(table, data)
     return table
@@ -145,7 +158,9 @@ def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str
                       FLAGBITS="; ".join(f"{v[0]}={k}" for k, v in FLAGS.items()),
                       METHOD="Li et al. MC dropout: mean of T passes; err = sqrt(var over "
                       "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
-                      IDCOL="spec_id: the LAMOST OBSID (store key)")
+                      IDCOL="spec_id: the LAMOST OBSID (store key)",
+                      OODTHR="ood_score > 1 (dev 99th percentile)"
+                      if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model")
 
     def predict_fn(data, offset):
         return predict_arrays(lm, data, passes, seed, offset, batch_size)

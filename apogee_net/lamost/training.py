@@ -11,7 +11,9 @@
   :func:`yso_labels.core.training.fit` and the robust loss (:func:`~.losses.robust_loss`):
   NaN labels are left out per label, label uncertainties enter the loss, the table's
   ``weight`` column weights each star (per batch the mean of wᵢlᵢ, as astroNN/Keras;
-  ``weight_norm``).
+  ``weight_norm``). At the end the out-of-distribution score of
+  :mod:`apogee_net.network.ood` is fitted (threshold: 1 % of dev spectra) and stored in the
+  model, as for APOGEE Net.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from apogee_net.lamost.labels import (
     treat_labels,
     weight_table,
 )
+from apogee_net.network import ood
+from yso_labels.core import distributed
 from yso_labels.core.runtime import seed_everything
 from yso_labels.core.tables import provenance, read_table, write_table
 
@@ -252,7 +256,8 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     trained) or ``sum_w`` (Σwᵢlᵢ/Σwᵢ, which divides out part of the up-weighting of a batch
     that holds metal-poor stars). Stars with no
     label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
-    loss), ``last.pt`` (resume) and ``train_log.csv``; returns the
+    loss, with the OOD statistics ``meta["ood"]``), ``last.pt`` (resume) and
+    ``train_log.csv``; returns the
     :class:`apogee_net.network.train.FitResult`.
     """
     from apogee_net.lamost.model import BayesianCNN
@@ -339,5 +344,10 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     log.info("lamost train: %d train, %d dev stars; labels per training star %.1f of %d",
              int(train.sum()), int(dev.sum()), np.isfinite(values[train]).sum(1).mean(),
              len(LABELS))
-    return fit(model, train_set, dev_set, lamost_loss, Path(out), options, meta,
-               prepare=LamostPrepare(preprocess, len(LABELS)))
+    result = fit(model, train_set, dev_set, lamost_loss, Path(out), options, meta,
+                 prepare=LamostPrepare(preprocess, len(LABELS)))
+    if result.model_path is not None and distributed.is_main_process():
+        # the OOD score of apogee_net.network.ood (as APOGEE Net): fitted on dev, in model.pt
+        ood.attach_ood(result.model_path, model, preprocess, train_set, dev_set,
+                       seed=seed)
+    return result

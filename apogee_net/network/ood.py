@@ -76,11 +76,23 @@ def penultimate_layer(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def label_head(out: torch.Tensor, prep: Preprocess) -> torch.Tensor:
+    """The standardised label columns of a network output: all of them, or, for a network
+    with a value and a log-variance head per label (the LAMOST Bayesian CNN, output
+    (n, 2k)), the first k."""
+    scaler = prep.label_scaler
+    k = None if scaler is None else int(np.asarray(scaler.mean).size)
+    return out[:, :k] if k and out.shape[1] == 2 * k else out
+
+
 @torch.no_grad()
 def forward_terms(model: nn.Module, prep: Preprocess, flux, error, covered: np.ndarray,
                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One plain forward pass (dropout off) of spectra ``(n, npix)``: labels in physical
-    units (n, k), penultimate features (n, d), ``p`` and ``q`` (n,) of the module doc."""
+    """One plain forward pass (dropout off, MC dropout too: ``model.eval()``) of spectra
+    ``(n, npix)``: labels in physical units (n, k), penultimate features (n, d), ``p`` and
+    ``q`` (n,) of the module doc. Works for any network whose last ``nn.Linear`` reads the
+    penultimate features (APOGEE Net; the LAMOST Bayesian CNN, whose value and log-variance
+    heads read the same features)."""
     device = next(model.parameters()).device
     layer = penultimate_layer(model)
     captured: list[torch.Tensor] = []
@@ -99,7 +111,7 @@ def forward_terms(model: nn.Module, prep: Preprocess, flux, error, covered: np.n
             captured.clear()
             out = model(x)
             out = out[0] if isinstance(out, (tuple, list)) else out
-            labels.append(prep.labels(out.double()).cpu().numpy())
+            labels.append(prep.labels(label_head(out, prep).double()).cpu().numpy())
             feats.append(captured[-1].double().cpu().numpy())
             valid = valid_pixels(f, e) & cov
             z = x[:, 0]
