@@ -47,7 +47,7 @@ def test_round_trip_and_atomic_finish(tmp_path):
         w.append(**{k: v[:40] for k, v in data.items()})
         w.append(**{k: v[40:] for k, v in data.items()})
         assert part_path(path).exists() and not path.exists()  # nothing final before close
-        with pytest.raises(StoreError, match="not finished.*rerun"):
+        with pytest.raises(StoreError, match="not finished.*writing it now"):
             open_store(path)
     assert path.exists() and not part_path(path).exists()
     with open_store(path) as h5:

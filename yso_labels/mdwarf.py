@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, hstack
 
+from yso_labels.core.sanity import implausible, missing_magnitudes
 from yso_labels.core.tables import duplicated
 from yso_labels.regions import in_excluded_field
 
@@ -138,16 +139,24 @@ def _within(x, lo, hi, inclusive: bool = False) -> np.ndarray:
 def mdwarf_labels(g, r, J, H, K, parallax=None, coefficients: str = "released") -> Table:
     """Teff (K), log g (dex), [Fe/H] (dex) and validity flags for M dwarfs.
 
-    Returns a Table with ``teff, logg, fe_h``, ``bad_photometry`` (a non-finite input
-    magnitude: labels NaN), and ``hejazi_valid``, ``mann_valid``, ``veyette_valid``
-    (inside each relation's calibrated range; Mann's M_K test needs ``parallax`` in mas).
+    Returns a Table with ``teff, logg, fe_h``, ``bad_photometry`` (an input magnitude that is
+    non-finite or a missing-value code such as 99 or −99, see
+    :func:`yso_labels.core.sanity.missing_magnitudes`: labels NaN), ``implausible_labels``
+    (colours so far outside the relations that a label leaves its sanity range,
+    :data:`yso_labels.core.sanity.LABEL_RANGES`: labels NaN), and ``hejazi_valid``,
+    ``mann_valid``, ``veyette_valid`` (inside each relation's calibrated range; Mann's M_K
+    test needs ``parallax`` in mas).
     """
     mags = [np.asarray(m, float) for m in (g, r, J, H, K)]
-    bad = ~np.all([np.isfinite(m) for m in mags], axis=0)
+    bad = np.any([missing_magnitudes(m) for m in mags], axis=0)  # NaN, 99, -99, ...
     g, r, J, H, K = (np.where(bad, np.nan, m) for m in mags)
     fe_h = hejazi_feh(g, J, K, coefficients)
     teff = mann_teff(r, J, H=H, fe_h=fe_h, coefficients=coefficients)
     logg = veyette_logg(teff, fe_h, coefficients)
+    # colours far outside the relations' domain push the polynomials to impossible labels
+    wild = (implausible(teff, "teff") | implausible(logg, "logg")
+            | implausible(fe_h, "fe_h"))
+    teff, logg, fe_h = (np.where(wild, np.nan, x) for x in (teff, logg, fe_h))
 
     vh, vm, vv = VALIDITY["hejazi"], VALIDITY["mann"], VALIDITY["veyette"]
     hejazi_ok = (_within(g - K, *vh["g_k"], inclusive=True)
@@ -159,6 +168,7 @@ def mdwarf_labels(g, r, J, H, K, parallax=None, coefficients: str = "released") 
     veyette_ok = _within(teff, *vv["teff"]) & _within(fe_h, *vv["fe_h"])
     return Table({
         "teff": teff, "logg": logg, "fe_h": fe_h, "bad_photometry": bad,
+        "implausible_labels": wild,
         "hejazi_valid": hejazi_ok, "mann_valid": mann_ok, "veyette_valid": veyette_ok,
     })
 
@@ -203,7 +213,7 @@ def mdwarf_table(table: Table, coefficients: str = "released", select: bool = Fa
                               table["parallax_error"],
                               ra=table["ra"] if has_pos else None,
                               dec=table["dec"] if has_pos else None)
-        keep &= ~np.asarray(out["bad_photometry"])
+        keep &= ~np.asarray(out["bad_photometry"]) & ~np.asarray(out["implausible_labels"])
         log.info("selection: %d of %d stars are bona fide M dwarfs", keep.sum(), len(out))
         out = out[keep]
     return out

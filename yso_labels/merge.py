@@ -21,7 +21,8 @@ import logging
 import numpy as np
 from astropy.table import Table, vstack
 
-from yso_labels.core.tables import SOURCES, check_columns, duplicated
+from yso_labels.core.sanity import implausible_rows
+from yso_labels.core.tables import SOURCES, as_bool, check_columns, duplicated
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def assign_split(ids, fractions: tuple[float, float, float], seed: int,
     return split
 
 
-def _standard(table: Table | None, source: str) -> Table | None:
+def _standard(table: Table | None, source: str, keep_invalid: bool = False) -> Table | None:
     if table is None or len(table) == 0:
         return None
     required = ["apogee_id", "teff", "logg"] + ([] if source == "yso" else ["fe_h"])
@@ -75,13 +76,29 @@ def _standard(table: Table | None, source: str) -> Table | None:
     out["source"] = np.full(len(out), source, dtype="<U5")
     good = np.isfinite(out["teff"]) & np.isfinite(out["logg"]) & np.isfinite(out["fe_h"])
     if "out_of_domain" in table.colnames:  # photometric-CNN labels outside its training domain
-        ood = np.asarray(table["out_of_domain"], bool)
+        ood = as_bool(table["out_of_domain"])
         if ood.any():
             log.warning("%s labels: %d rows outside the photometric CNN's domain left out",
                         source, ood.sum())
         good &= ~ood
     if (~good).any():
         log.warning("%s labels: %d rows with non-finite labels left out", source, (~good).sum())
+    wild = implausible_rows(out, ("teff", "logg", "fe_h")) & good
+    if wild.any():
+        log.warning("%s labels: %d rows with impossible labels left out (outside the sanity "
+                    "ranges of yso_labels.core.sanity; e.g. %s)", source, wild.sum(),
+                    ", ".join(np.asarray(out["apogee_id"])[wild][:5]))
+        good &= ~wild
+    flags = [c for c in ("bad_photometry", "implausible_labels") if c in table.colnames]
+    valid = [c for c in table.colnames if c.endswith("_valid")] if not keep_invalid else []
+    for col in flags + valid:
+        drop = good & (as_bool(table[col]) if col in flags else ~as_bool(table[col]))
+        if drop.any():
+            log.warning("%s labels: %d rows with %s %s left out%s", source, drop.sum(), col,
+                        "set" if col in flags else "False",
+                        "" if col in flags else " (outside the relation's calibrated range; "
+                        "keep_invalid / --keep-invalid keeps them)")
+            good &= ~drop
     dups = duplicated(out["apogee_id"][good])
     if dups:
         log.warning("%s labels: %d duplicated APOGEE IDs, first row kept (e.g. %s)", source,
@@ -93,11 +110,18 @@ def _standard(table: Table | None, source: str) -> Table | None:
 
 def merge_labels(payne: Table | None = None, mstar: Table | None = None,
                  yso: Table | None = None, seed: int = 0,
-                 cal_fraction: float = CAL_FRACTION) -> Table:
+                 cal_fraction: float = CAL_FRACTION, keep_invalid: bool = False) -> Table:
     """Merge label tables (see module docstring); raise ValueError when nothing is left.
-    ``cal_fraction``: fraction of each group's dev split that becomes ``cal``."""
+    ``cal_fraction``: fraction of each group's dev split that becomes ``cal``.
+
+    Rows are left out (with a warning) when a label is non-finite or impossible
+    (:mod:`yso_labels.core.sanity`), when ``bad_photometry`` or ``implausible_labels`` is set,
+    and, unless ``keep_invalid``, when a ``*_valid`` column (the M-dwarf relations'
+    calibrated ranges) is False. The published labels of Olney et al. 2020 kept stars
+    outside those ranges (22 of the 400 of ``../shared/data/mdwarf``): ``keep_invalid``
+    reproduces them."""
     groups = {"payne": payne, "mstar": mstar, "yso": yso}
-    tables = {s: _standard(t, s) for s, t in groups.items()}
+    tables = {s: _standard(t, s, keep_invalid) for s, t in groups.items()}
     tables = {s: t for s, t in tables.items() if t is not None}
     if not tables:
         raise ValueError("no labels to merge: every input is empty")

@@ -22,8 +22,9 @@ import torch
 from astropy.table import Table
 from torch import nn
 
-from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.checkpoint import load_checkpoint, register_model, save_checkpoint
 from yso_labels.core.runtime import resolve_device, seed_everything
+from yso_labels.core.sanity import missing_magnitudes
 from yso_labels.core.scaling import Standardiser
 from yso_labels.core.tables import TableError, read_meta, read_table
 from yso_labels.core.training import ArrayDataset, TrainOptions, fit, standardised_mse
@@ -40,6 +41,7 @@ TRUTH = {"log_age": "log_age_true", "mass": "mass_true", "av": "av_true",
 PREDICTED = ("teff", "logg", "age_myr", "mass", "av", "out_of_domain", "ood_reason")
 
 
+@register_model
 class PhotCNN(nn.Module):
     """Conv1d(k=3)+ReLU+MaxPool(2) ×3 over the input vector, then FC–ReLU–FC."""
 
@@ -102,12 +104,12 @@ def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True
                          f"trained on ({' '.join(bands)}); use allow_missing to treat them "
                          f"as undetected")
     cols, problems = [], {}
-    g = np.asarray(np.ma.filled(np.ma.asarray(table["G"], float), np.nan))
+    g = _magnitudes(table["G"])
     problems["no G"] = ~np.isfinite(g)
     problems["G fainter than limit"] = np.isfinite(g) & (g > LIMITS["G"])
     for band in bands:
         if band in table.colnames:
-            m = np.asarray(np.ma.filled(np.ma.asarray(table[band], float), np.nan))
+            m = _magnitudes(table[band])
         else:
             m = np.full(n, np.nan)
         cols.append(apply_limits(m, band))
@@ -146,6 +148,13 @@ def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True
     with np.errstate(divide="ignore", invalid="ignore"):
         cols.append(np.where(bad_d, np.nan, distance_modulus(np.where(bad_d, 10.0, d))))
     return np.column_stack(cols).astype(np.float64), problems
+
+
+def _magnitudes(column) -> np.ndarray:
+    """A magnitude column (mag) with masked values and missing-value codes (99, −99, ...;
+    :func:`yso_labels.core.sanity.missing_magnitudes`) as NaN (treated as undetected)."""
+    m = np.asarray(np.ma.filled(np.ma.asarray(column, float), np.nan))
+    return np.where(missing_magnitudes(m), np.nan, m)
 
 
 def _col(table: Table, name: str) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from apogee_net.spectra import ingest, simulate, store
+from yso_labels.cli import failure_status
+from yso_labels.core.guards import nonneg_int, pos_int
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -21,7 +23,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest.ingest_apstar(args.inputs, args.out, workers=args.workers,
                                  progress=not args.no_progress, batch_size=args.batch_size,
                                  compression=None if args.compression == "none"
-                                 else args.compression, pixmask_bits=args.pixmask_bits)
+                                 else args.compression, pixmask_bits=args.pixmask_bits,
+                                 restart=args.restart)
     print(f"ingest: {report['n_ingested']} new, {report['n_already_stored']} already stored, "
           f"{report['n_failed']} failed; {report.get('n_rows', 0)} rows in {report['out']} "
           f"({report.get('files_per_s', 0):.1f} files/s)")
@@ -32,7 +35,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if report.get("duplicate_ids"):
         print(f"note: {len(report['duplicate_ids'])} APOGEE ID(s) have several spectra "
               f"(e.g. {', '.join(report['duplicate_ids'][:5])})")
-    return 0
+    return failure_status("ingest", report["n_failed"],
+                          report["n_failed"] + report["n_ingested"], "new input files")
 
 
 def register(subparsers) -> None:
@@ -50,7 +54,7 @@ def register(subparsers) -> None:
                    "$YSO_PAYNE_DIR or the download cache, else the fallback with a warning")
     p.add_argument("--snr", default="50:200", metavar="LO:HI",
                    help="SNR range, drawn uniformly per star (default 50:200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--convention", choices=("dr17", "dr13"), default="dr17",
                    help="layout of pixels without data (default dr17: NaN, 2 rows)")
     p.add_argument("--out-of-range", choices=("error", "clip", "extrapolate"),
@@ -71,11 +75,13 @@ def register(subparsers) -> None:
         "chunked HDF5 store; resumable (a rerun skips stored files), finished atomically.")
     p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="apStar files, folders, globs")
     p.add_argument("--out", required=True, metavar="STORE.h5", help="the store to write")
-    p.add_argument("--workers", type=int, help="reader processes (default min(4, CPUs))")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per write (default 64)")
+    p.add_argument("--workers", type=nonneg_int, help="reader processes (default min(4, CPUs))")
+    p.add_argument("--batch-size", type=pos_int, default=64, help="rows per write (default 64)")
     p.add_argument("--compression", choices=("none", "lzf", "gzip"),
                    default=store.COMPRESSION or "none",
                    help=f"flux/error compression (default {store.COMPRESSION or 'none'})")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an unfinished STORE.h5.part instead of resuming it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--pixmask-bits", default="default", metavar="BITS",
                    help="apStar PIXMASK bits (HDU3) whose pixels are stored as no data: "

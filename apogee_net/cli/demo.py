@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from yso_labels.core.guards import nonneg_int
+from yso_labels.core.runtime import device_arg
+
 
 def _cmd_demo(args) -> None:
     from apogee_net.demo import run_demo
@@ -21,8 +24,8 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on built-in data (offline)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quick", action="store_true", help="smaller samples, a few minutes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--device", type=device_arg, default="auto", help="auto, cpu or cuda")
     p.add_argument("--emulator", help="The Payne emulator NN_unnormalized_spectra.npz "
                    "(default: $YSO_PAYNE_DIR or the download cache, else the analytic fallback)")
     p.set_defaults(func=_cmd_demo)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from yso_labels.cli import device_arg as _device
+from yso_labels.cli import device_arg, failure_status
+from yso_labels.core.guards import nonneg_int, pos_int
 
 
 def _standard(text: str):
@@ -24,18 +25,21 @@ def _ints(text: str) -> list[int]:
             from None
 
 
-def _cmd_ingest(args) -> None:
+def _cmd_ingest(args) -> int:
     from apogee_net.lamost.ingest import ingest_lamost
 
     report = ingest_lamost(args.inputs, args.out, workers=args.workers,
                            batch_size=args.batch_size, L=args.L,
                            reject_cosmics=not args.keep_cosmics, max_cosmic=args.max_cosmic,
                            min_valid_fraction=args.min_valid_fraction,
-                           overwrite=args.overwrite, progress=not args.no_progress)
+                           overwrite=args.overwrite, progress=not args.no_progress,
+                           restart=args.restart)
     print(f"lamost ingest: {report['n_ingested']} new, {report['n_already_stored']} already "
           f"stored, {report['n_failed']} skipped; {report['n_rows']} rows in {report['out']}")
     for failure in report["failures"][:20]:
         print(f"skipped: {failure['file']}: {failure['reason']}")
+    return failure_status("lamost ingest", report["n_failed"],
+                          report["n_failed"] + report["n_ingested"], "new input files")
 
 
 def _cmd_labels(args) -> None:
@@ -61,18 +65,22 @@ def _cmd_train(args) -> None:
                           pool=args.pool, hidden=args.hidden, weights=args.weights,
                           weight_standard=args.weight_standard, device=args.device,
                           seed=args.seed, resume=args.resume, amp=args.amp,
+                          restart=args.restart,
                           workers=args.workers, progress=not args.no_progress,
                           weight_norm=args.weight_norm)
     print_fit(result)
 
 
-def _cmd_predict(args) -> None:
+def _cmd_predict(args) -> int:
+    from apogee_net.cli.core import unreadable_status
     from apogee_net.lamost.predict import predict_lamost
 
     path = predict_lamost(args.model, args.inputs, args.out, passes=args.passes,
                           device=args.device, batch_size=args.batch_size, seed=args.seed,
-                          chunk_size=args.chunk_size, progress=not args.no_progress)
+                          chunk_size=args.chunk_size, progress=not args.no_progress,
+                          restart=args.restart)
     print(f"wrote {path}")
+    return unreadable_status("lamost predict", path)
 
 
 def register(sub) -> None:
@@ -89,16 +97,19 @@ def register(sub) -> None:
                         "smoothing continuum; resumable.")
     p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="FITS files, folders, globs")
     p.add_argument("--out", required=True, metavar="STORE.h5")
-    p.add_argument("--workers", type=int, help="reader processes (default min(4, CPUs))")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per write (default 64)")
+    p.add_argument("--workers", type=nonneg_int, help="reader processes (default min(4, CPUs))")
+    p.add_argument("--batch-size", type=pos_int, default=64, help="rows per write (default 64)")
     p.add_argument("--L", type=float, default=50.0, help="continuum Gaussian sigma in A "
                    "(Li et al.: 50)")
-    p.add_argument("--max-cosmic", type=int, default=20,
+    p.add_argument("--max-cosmic", type=nonneg_int, default=20,
                    help="reject spectra with more cosmic-ray pixels (default 20)")
     p.add_argument("--keep-cosmics", action="store_true", help="no cosmic-ray masking")
     p.add_argument("--min-valid-fraction", type=float, default=0.5,
                    help="reject spectra with fewer valid grid pixels (default 0.5)")
-    p.add_argument("--overwrite", action="store_true", help="start the store afresh")
+    p.add_argument("--overwrite", action="store_true",
+                   help="build a new store; it replaces STORE.h5 only once complete")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an unfinished STORE.h5.part instead of resuming it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_ingest)
 
@@ -123,7 +134,7 @@ def register(sub) -> None:
                    help="stars per bin of the weight standard (paper: 410) or 'auto'")
     p.add_argument("--uncovered-weight", choices=("error", "one"), default="error",
                    help="stars outside the weight table: stop (default) or weight 1")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the split")
     p.add_argument("--quality-cuts", choices=("default", "none"), default="default",
                    help="drop APOGEE rows with ASPCAPFLAG STAR_BAD, STARFLAG BAD_PIXELS, "
                    "COMMISSIONING, VERY_BRIGHT_NEIGHBOR, LOW_SNR or EXTRATARG COMMISSIONING "
@@ -140,14 +151,14 @@ def register(sub) -> None:
     p.add_argument("--store", required=True)
     p.add_argument("--labels", required=True, help="table from `apogee-net lamost labels`")
     p.add_argument("--out", required=True, metavar="RUNDIR")
-    p.add_argument("--max-epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=64, help="(astroNN: 64)")
+    p.add_argument("--max-epochs", type=pos_int, default=100)
+    p.add_argument("--batch-size", type=pos_int, default=64, help="(astroNN: 64)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--patience", type=pos_int, default=5)
     p.add_argument("--dropout", type=float, default=0.2, help="MC dropout rate (astroNN 0.2)")
     p.add_argument("--filters", type=_ints, default=[4, 8, 8], help="three conv widths")
-    p.add_argument("--kernel", type=int, default=8)
-    p.add_argument("--pool", type=int, default=4)
+    p.add_argument("--kernel", type=pos_int, default=8)
+    p.add_argument("--pool", type=pos_int, default=4)
     p.add_argument("--hidden", type=_ints, default=[196, 96], help="two FC sizes")
     p.add_argument("--weights", choices=("column", "feh", "none"), default="column",
                    help="sample weights: the table's (default), rebuilt from [Fe/H], none")
@@ -155,11 +166,13 @@ def register(sub) -> None:
     p.add_argument("--weight-norm", choices=("batch", "sum_w"), default="batch",
                    help="per-batch loss: mean of w*l (default; astroNN/Keras, as Li et al.) "
                    "or sum(w*l)/sum(w)")
-    p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", type=device_arg, default="auto")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt (same "
+                   "store, labels and options only)")
+    p.add_argument("--restart", action="store_true", help="start a new run in RUNDIR")
     p.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=nonneg_int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -169,11 +182,13 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="stores, FITS files, folders")
     p.add_argument("--model", required=True, help="RUNDIR/model.pt")
     p.add_argument("--out", required=True, metavar="CATALOG.fits")
-    p.add_argument("--passes", type=int, default=100, help="MC-dropout passes (paper: 100)")
-    p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--passes", type=pos_int, default=100, help="MC-dropout passes (paper: 100)")
+    p.add_argument("--device", type=device_arg, default="auto")
+    p.add_argument("--batch-size", type=pos_int, default=None,
                    help="rows per forward call (default 128 CPU, 8192 GPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--chunk-size", type=pos_int, default=1024)
+    p.add_argument("--restart", action="store_true",
+                   help="discard the finished parts of an interrupted run (OUT.parts/)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)

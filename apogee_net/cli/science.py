@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from yso_labels.core.guards import nonneg_int, pos_int
+from yso_labels.core.runtime import device_arg
+
 
 def _cmd_adapt(args) -> None:
     from apogee_net.network.adapt import adapt, format_test_report
@@ -42,22 +45,22 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="directory for the adapted model")
     p.add_argument("--fraction", type=float, default=0.05,
                    help="fraction of Payne training stars drawn each round (default 0.05)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--store", help="HDF5 store (default: the one the run was trained on)")
     p.add_argument("--labels", help="label table (default: the one the run was trained on)")
-    p.add_argument("--max-rounds", type=int, default=20)
-    p.add_argument("--patience", type=int, default=8,
+    p.add_argument("--max-rounds", type=pos_int, default=20)
+    p.add_argument("--patience", type=pos_int, default=8,
                    help="epochs without a better dev loss within a round (default 8)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=pos_int, default=32)
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default 0.02 x the run's)")
-    p.add_argument("--round-patience", type=int, default=2,
+    p.add_argument("--round-patience", type=pos_int, default=2,
                    help="rounds without YSO/M-dwarf improvement before stopping")
-    p.add_argument("--max-epochs", type=int, default=30, help="epochs per round at most")
+    p.add_argument("--max-epochs", type=pos_int, default=30, help="epochs per round at most")
     p.add_argument("--majority-tolerance", type=float, default=0.05,
                    help="reject a round that raises the Payne dev loss by more than this "
                    "fraction of the input model's (default 0.05)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", type=device_arg, default="auto", help="auto, cpu or cuda")
     add_arch_options(p)
     p.set_defaults(func=_cmd_adapt)
 
@@ -66,10 +69,10 @@ def register(sub) -> None:
     p.add_argument("--store", required=True, help="HDF5 store with the spectra")
     p.add_argument("--labels", required=True, help="label table with split and source")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--realizations", type=int, default=100,
+    p.add_argument("--realizations", type=nonneg_int, default=100,
                    help="perturbed realizations per spectrum (default 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--device", type=device_arg, default="auto")
     p.add_argument("--apply-calibration", action="store_true",
                    help="store the dev-split sigma scale factors in the model checkpoint")
     add_arch_options(p)

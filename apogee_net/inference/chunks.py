@@ -29,6 +29,7 @@ from apogee_net.spectra.inputs import expand_inputs
 from apogee_net.spectra.mwm import count_apogee_rows, is_mwm_name, read_mwm
 from apogee_net.spectra.pixmask import apply_pixmask
 from apogee_net.spectra.store import decode_strings, open_store
+from yso_labels.core.guards import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def plan_chunks(inputs: Sequence, chunk_size: int = 1024,
     (v = 1..NVISITS of its header); stores hold combined spectra only and keep one row per
     spectrum.
     """
+    chunk_size = positive_int(chunk_size, "chunk_size")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,11 @@ import torch
 from astropy.table import Table, vstack
 
 from apogee_net.inference.chunks import SpectraChunk, plan_chunks, raw_spectra, read_chunk
-from apogee_net.inference.uncertainty import default_chunk_rows, perturbed_predict
+from apogee_net.inference.uncertainty import (
+    check_realizations,
+    default_chunk_rows,
+    perturbed_predict,
+)
 from apogee_net.network import ood
 from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
 from apogee_net.network.published import preprocess_from_meta
@@ -43,6 +48,7 @@ from apogee_net.spectra.pixels import valid_pixels
 from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
 from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
+from yso_labels.core.guards import check_ints, check_outputs, fingerprint
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.tables import provenance, quiet_units, write_table
 
@@ -194,26 +200,35 @@ def sigma_header(lm: LoadedModel) -> dict[str, str]:
 # --------------------------------------------------------------------------- streaming
 def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
                    predict_fn: Callable[[Any, int], Table], out, meta: dict,
-                   manifest: dict, progress: bool = True) -> Path:
+                   manifest: dict, progress: bool = True, restart: bool = False) -> Path:
     """Model-agnostic streaming: for each chunk *k* (in order), ``predict_fn(read_fn(chunk),
     offset)`` returns its catalogue rows (``offset``: index of the chunk's first spectrum in
     the whole run, for per-star seeds); rows go to ``OUT.parts/part-k.fits``, finished parts
-    are skipped on a rerun with the same ``manifest`` (JSON-able: model, inputs, options), and
-    the parts are joined into ``out`` (written with ``meta`` by
-    :func:`yso_labels.core.tables.write_table`)."""
+    are skipped on a rerun with the same ``manifest`` (JSON-able: model, options) and the
+    same inputs (the content fingerprint of every store and file of ``chunks``), and the
+    parts are joined into ``out`` (written with ``meta`` by
+    :func:`yso_labels.core.tables.write_table`). A rerun with other inputs or options is
+    refused; ``restart`` discards the parts instead."""
     from tqdm.auto import tqdm
 
     out = Path(out)
-    parts = Path(str(out) + ".parts")
+    parts = parts_path(out)
     plan = json.dumps(list(chunks), default=str, sort_keys=True).encode()
     manifest = json.loads(json.dumps({**manifest, "n_chunks": len(chunks),
-                                      "chunks_sha256": hashlib.sha256(plan).hexdigest()},
+                                      "chunks_sha256": hashlib.sha256(plan).hexdigest(),
+                                      "inputs_fingerprint": fingerprint(_chunk_sources(chunks))},
                                      default=str))
     man_path = parts / "manifest.json"
+    if restart and parts.exists():
+        log.info("--restart: discarding %s", parts)
+        shutil.rmtree(parts)
     if man_path.exists():
-        if json.loads(man_path.read_text()) != manifest:
-            raise ValueError(f"{parts} holds a partial run with another model, inputs or "
-                             "options; delete it, or rerun the same command to resume")
+        old = json.loads(man_path.read_text())
+        if old != manifest:
+            changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+            raise ValueError(f"{parts} holds the parts of an interrupted run with other inputs, "
+                             f"model or options (changed: {', '.join(changed)}); rerun the same "
+                             "command to resume it, or pass --restart to discard it")
         log.info("resuming from %s", parts)
     else:
         parts.mkdir(parents=True, exist_ok=True)
@@ -246,6 +261,26 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
 
 def _sha(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def _chunk_sources(chunks) -> list[str]:
+    """The stores and files of a chunk plan, in order, once each."""
+    seen: dict[str, None] = {}
+    for chunk in chunks:
+        if isinstance(chunk, dict):
+            for src in ([chunk["store"]] if "store" in chunk else chunk.get("files", [])):
+                seen.setdefault(str(src), None)
+    return list(seen)
+
+
+def parts_path(out) -> Path:
+    """Folder of the finished parts of a catalogue being written: ``OUT.parts``."""
+    return Path(str(out) + ".parts")
+
+
+def input_list(inputs) -> list:
+    """``inputs`` (a path or a sequence of paths) as a list."""
+    return [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
 
 
 def _chunk_len(chunk) -> int:
@@ -360,13 +395,14 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                     device: str = "auto", batch_size: int | None = None, seed: int = 0,
                     chunk_size: int = 1024, workers: int = 4, progress: bool = True,
                     hot: str = "flag", visits: bool = False, arch: str | None = None,
-                    photometry=None, pixmask_bits=None) -> Path:
+                    photometry=None, pixmask_bits=None, restart: bool = False) -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
 
     ``realizations``: perturbed copies per spectrum (0: plain prediction, NaN errors);
     ``batch_size``: rows per forward pass (default 32 on CPU, 2048 on GPU);
-    ``chunk_size``: spectra per resumable part; ``workers``: threads reading apStar files;
+    ``chunk_size``: spectra per resumable part (``restart``: discard those of an
+    interrupted run); ``workers``: threads reading apStar files;
     ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
     calibration factor of the star's group when it has them (:mod:`apogee_net.evaluation.groupcal`:
@@ -384,10 +420,12 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     """
     if hot not in HOT_POLICIES:
         raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
-    if realizations < 0:
-        raise ValueError(f"realizations must be ≥ 0, got {realizations}")
+    check_ints(realizations=(realizations, 0), batch_size=(batch_size, 1),
+               chunk_size=(chunk_size, 1), workers=(workers, 0), seed=(seed, 0))
+    check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
     dev = resolve_device(device)
     lm = load_model(model, device=dev)
+    check_realizations(realizations, lm.npix, dev)
     from apogee_net.network.apogeenet2 import check_arch
     from apogee_net.network.photometry import PhotometryTable
 
@@ -438,6 +476,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                                else np.full((len(data), 7), np.nan))
         return data
 
-    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress)
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress,
+                          restart=restart)
     log.info("wrote %s (%d chunk(s))", path, len(chunks))
     return path

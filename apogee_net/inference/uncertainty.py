@@ -27,6 +27,7 @@ import torch
 
 from apogee_net.network.model import Preprocess
 from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.guards import check_memory, positive_int
 
 #: σ per pixel is capped at this multiple of the spectrum's mean error (paper §3.5).
 ERROR_CAP = 5.0
@@ -40,6 +41,21 @@ def default_chunk_rows(device: torch.device) -> int:
     uncertainty ran 2.4× faster with 32 rows than with 256 and 2× faster than with 128.
     GPU: 2048 (throughput; memory bounded)."""
     return 2048 if torch.device(device).type == "cuda" else 32
+
+
+#: Bytes per realization and pixel of one spectrum's perturbed copies: noise, draws and the
+#: standardised network input (float32), with slack for temporaries.
+BYTES_PER_REALIZATION_PIXEL = 20
+
+
+def check_realizations(n_realizations: int, npix: int, device=None,
+                       name: str = "realizations") -> int:
+    """``n_realizations`` as an int ≥ 0, refused (naming the largest value that fits) when
+    the perturbed copies of one spectrum would not fit in the memory of ``device``."""
+    n = positive_int(n_realizations, name, minimum=0)
+    check_memory(name, n, BYTES_PER_REALIZATION_PIXEL * int(npix), device,
+                 f"for the perturbed copies of one {npix}-pixel spectrum")
+    return n
 
 
 def perturbation_sigma(error: torch.Tensor, valid: torch.Tensor,
@@ -113,6 +129,9 @@ def perturbed_predict(model: torch.nn.Module, flux, error, preprocess: Preproces
     device = next(model.parameters()).device
     flux = torch.as_tensor(np.asarray(flux, dtype=np.float32), device=device)
     error = torch.as_tensor(np.asarray(error, dtype=np.float32), device=device)
+    check_realizations(n_realizations, flux.shape[-1], device)
+    if chunk_rows is not None:
+        positive_int(chunk_rows, "batch_size")
     if flux.shape != error.shape or flux.dim() != 2:
         raise ValueError(f"flux {tuple(flux.shape)} and error {tuple(error.shape)} must both "
                          "be (n_spectra, n_pixels)")

@@ -34,7 +34,7 @@ from apogee_net.lamost import preprocess
 from apogee_net.lamost.io import find_lamost_files, read_lamost
 from apogee_net.lamost.preprocess import lamost_grid, prepare_spectrum
 from apogee_net.spectra.ingest import fill_store, parallel_map
-from apogee_net.spectra.store import StoreWriter, open_store, part_path
+from apogee_net.spectra.store import StoreWriter, part_path
 from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,23 @@ def prepare_file(path: str, L: float = 50.0, reject_cosmics: bool = True,
 def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
                   batch_size: int = 64, L: float = 50.0, reject_cosmics: bool = True,
                   max_cosmic: int = 20, min_valid_fraction: float = 0.5,
-                  overwrite: bool = False, progress: bool = True) -> dict:
+                  overwrite: bool = False, progress: bool = True,
+                  restart: bool = False) -> dict:
     """Ingest LAMOST LRS files (files, directories searched recursively, globs) into ``out``.
 
     ``workers``: reader processes (default min(4, CPUs); 0/1: this process); ``L``: the
     continuum's Gaussian sigma (Å); ``max_cosmic``: cosmic-ray pixels above which a spectrum
     is rejected; ``min_valid_fraction``: of the 4501 grid pixels. A rerun resumes an
-    interrupted ingest or appends new files (stored sources are skipped). Returns a report
-    (counts, failures with reasons, rows, files per second).
+    interrupted ingest or appends new files (stored sources are skipped); ``restart``
+    discards an unfinished ``out.part`` instead; ``overwrite`` builds a new store that
+    replaces ``out`` only once it is complete (a failed run leaves the old one intact).
+    Returns a report (counts, failures with reasons, rows, files per second).
     """
+    from yso_labels.core.guards import check_ints, check_outputs
+
     t0 = time.perf_counter()
+    check_ints(workers=(workers, 0), batch_size=(batch_size, 1), max_cosmic=(max_cosmic, 0))
+    check_outputs([out, part_path(out)], inputs)
     files = [str(f) for f in find_lamost_files(inputs)]  # resolved; raises if none
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     out = Path(out)
@@ -92,13 +99,9 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
                       CRMETHOD="apogee_net.lamost.cosmics: 5 sigma one-pixel spikes narrower "
                       "than the R=1800 LSF, errors scaled by the measured scatter, sky and "
                       "stellar emission lines spared")
-    if out.exists() and not part_path(out).exists() and not overwrite:
-        with open_store(out) as h5:
-            if h5.attrs.get("kind") != "lamost":
-                raise ValueError(f"store {out} holds kind {h5.attrs.get('kind')!r}; "
-                                 "LAMOST spectra need a 'lamost' store")
     grid = lamost_grid()
-    writer = StoreWriter(out, grid.size, grid, kind="lamost", meta=meta, overwrite=overwrite)
+    writer = StoreWriter(out, grid.size, grid, kind="lamost", meta=meta, overwrite=overwrite,
+                         restart=restart, settings=options)
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0,
               "n_ingested": 0, "n_failed": 0, "failures": [], "workers": workers}
     try:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from apogee_net.inference.uncertainty import forward_realizations
+from apogee_net.inference.uncertainty import check_realizations, forward_realizations
 from apogee_net.lamost.model import MCDropout, split_output
+from yso_labels.core.guards import positive_int
 
 __all__ = ["mc_dropout", "MCResult", "combine_passes", "mc_passes", "mc_predict",
            "default_max_rows"]
@@ -97,7 +98,9 @@ def mc_passes(model: torch.nn.Module, x: torch.Tensor, passes: int = DEFAULT_PAS
     row draws its own dropout mask."""
     if passes < 1:
         raise ValueError(f"passes must be ≥ 1, got {passes}")
-    max_rows = default_max_rows(x.device) if max_rows is None else int(max_rows)
+    check_realizations(passes, x.shape[-1], x.device, name="passes")
+    max_rows = default_max_rows(x.device) if max_rows is None else positive_int(max_rows,
+                                                                                 "batch_size")
     with mc_dropout(model):
         out = forward_realizations(model, lambda a, b: x[a:b].repeat_interleave(passes, 0),
                                    x.shape[0], passes, chunk_rows=max_rows)

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from yso_labels.core.checkpoint import register_model
+
 __all__ = ["MCDropout", "BayesianCNN", "split_output", "LAMOST_NPIX"]
 
 #: Pixels of the 4000–8500 Å, 1 Å training grid (Li et al. §2.2).
@@ -49,6 +51,7 @@ class MCDropout(nn.Module):
         return f"p={self.p}"
 
 
+@register_model
 class BayesianCNN(nn.Module):
     """Li et al.'s network. Input ``(batch, 1, npix)``; output ``(batch, 2·n_targets)``:
     the standardised label values, then their log predictive variances

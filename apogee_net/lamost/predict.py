@@ -30,15 +30,19 @@ from apogee_net.inference.chunks import SpectraChunk, plan_chunks, read_chunk
 from apogee_net.inference.predict import FLAGS as APOGEE_FLAGS
 from apogee_net.inference.predict import (
     add_provenance_columns,
+    input_list,
     load_model,
+    parts_path,
     quality_flags,
     stream_predict,
 )
+from apogee_net.inference.uncertainty import check_realizations
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
 from apogee_net.network import ood
 from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.guards import check_ints, check_outputs
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.tables import provenance
 
@@ -125,7 +129,7 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
 
 def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str = "auto",
                    batch_size: int | None = None, seed: int = 0, chunk_size: int = 1024,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, restart: bool = False) -> Path:
     """MC-dropout catalogue ``out`` (FITS) for LAMOST ``inputs`` (stores, FITS files or
     directories) with the checkpoint ``model`` written by :func:`~.training.train_lamost`.
 
@@ -133,10 +137,12 @@ def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str
     (spectra × passes; default 128 on CPU, 8192 on a GPU); ``chunk_size``: spectra per
     resumable part.
     """
-    if passes < 1:
-        raise ValueError(f"passes must be ≥ 1, got {passes}")
+    check_ints(passes=(passes, 1), batch_size=(batch_size, 1), chunk_size=(chunk_size, 1),
+               seed=(seed, 0))
+    check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
     dev = resolve_device(device)
     lm = load_model(model, device=dev, expect=BayesianCNN)
+    check_realizations(passes, lm.npix, dev, name="passes")
     if lm.checkpoint["meta"].get("model_kind") != "lamost-bcnn":
         raise ValueError(f"model checkpoint {model}: not a LAMOST Bayesian CNN (train it "
                          "with `apogee-net lamost train`)")
@@ -165,6 +171,7 @@ def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str
     def predict_fn(data, offset):
         return predict_arrays(lm, data, passes, seed, offset, batch_size)
 
-    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress)
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress,
+                          restart=restart)
     log.info("wrote %s (%d chunk(s))", path, len(chunks))
     return path

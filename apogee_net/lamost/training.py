@@ -38,6 +38,7 @@ from apogee_net.lamost.labels import (
 from apogee_net.network import ood
 from yso_labels.core import distributed
 from yso_labels.core.runtime import seed_everything
+from yso_labels.core.sanity import check_labels
 from yso_labels.core.tables import provenance, read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,8 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
                  filters=(4, 8, 8), kernel: int = 8, pool: int = 4, hidden=(196, 96),
                  weights: str = "column", weight_standard: float | str = WEIGHT_STANDARD,
                  device: str = "auto", seed: int = 0, resume: bool = False, amp: bool = False,
-                 workers: int = 0, progress: bool = True, weight_norm: str = "batch"):
+                 workers: int = 0, progress: bool = True, weight_norm: str = "batch",
+                 restart: bool = False):
     """Train the LAMOST Bayesian CNN on ``store`` with the label table ``labels`` (path or
     Table from :func:`build_training_labels`: ``spec_id, <14 labels>, <label>_err, split,
     source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``; a table keyed by
@@ -258,16 +260,27 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
     loss, with the OOD statistics ``meta["ood"]``), ``last.pt`` (resume) and
     ``train_log.csv``; returns the
-    :class:`apogee_net.network.train.FitResult`.
+    :class:`apogee_net.network.train.FitResult`. ``resume`` continues ``last.pt`` only if it
+    was trained on the same store, labels and options (content fingerprints); ``restart``
+    starts a new run in ``out`` instead.
     """
     from apogee_net.lamost.model import BayesianCNN
     from apogee_net.network.model import Preprocess
-    from apogee_net.network.train import fit_flux_scaler
+    from apogee_net.network.train import data_key, fit_flux_scaler
     from apogee_net.spectra.dataset import SpectraDataset, join_labels
     from apogee_net.spectra.store import open_store
     from yso_labels.core.scaling import Standardiser
-    from yso_labels.core.training import TrainOptions, fit
+    from yso_labels.core.training import LAST_NAME, TrainOptions, check_resumable, fit
 
+    resume = resume and not restart
+    key = data_key(store, labels, weights=weights, weight_standard=weight_standard,
+                   filters=list(filters), kernel=kernel, pool=pool, hidden=list(hidden))
+    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
+                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
+                           workers=workers, resume=resume, progress=progress,
+                           weight_norm=weight_norm)
+    if resume and (Path(out) / LAST_NAME).exists():  # before any work
+        check_resumable(Path(out) / LAST_NAME, options, {"resume_key": key})
     columns = [*LABELS, *ERR_COLUMNS]
     table = labels if isinstance(labels, Table) else read_table(labels, what="label table")
     table = table.copy(copy_data=False)
@@ -287,6 +300,7 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
                                        id_column=id_column)
     values = np.column_stack([joined[c] for c in LABELS]).astype(float)
     errs = np.column_stack([joined[c] for c in ERR_COLUMNS]).astype(float)
+    check_labels(values, LABELS, list(joined[id_column]), "label table")
     has_label = np.isfinite(values).any(axis=1)
     split = np.asarray(joined["split"])
     if (~has_label).any():
@@ -323,10 +337,6 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     seed_everything(seed)  # the initial weights depend on the seed only
     model = BayesianCNN(n_targets=len(LABELS), npix=npix, filters=filters, kernel=kernel,
                         pool=pool, hidden=hidden, dropout=dropout)
-    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
-                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
-                           workers=workers, resume=resume, progress=progress,
-                           weight_norm=weight_norm)
     with warnings.catch_warnings():  # a label without any training value: range NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         lrange = [np.nanmin(values[train], axis=0).tolist(),
@@ -336,7 +346,7 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
             "label_range": lrange, "wavelength": [float(wave[0]), float(wave[-1]), wave.size],
             "weights": weights, "n_train": int(train.sum()), "n_dev": int(dev.sum()),
             "n_labels_train": np.isfinite(values[train]).sum(axis=0).tolist(),
-            "store": str(store),
+            "store": str(store), "resume_key": key,
             "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else "Table",
             "provenance": provenance("apogee-net lamost train", {
                 "weights": weights, "weight_standard": weight_standard}),

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from apogee_net.network.model import APSTAR_NPIX, APOGEENet, Preprocess
 from apogee_net.network.photometry import PHOT_BANDS, photometry_input
+from yso_labels.core.checkpoint import register_model
 from yso_labels.core.scaling import Standardiser
 
 #: Widths of the metadata network (Sprague et al. 2022; peer ``MetadataNet``).
@@ -51,6 +52,7 @@ class MetadataNet(nn.Module):
         return m
 
 
+@register_model
 class APOGEENet2(APOGEENet):
     """APOGEE Net II. Input ``(batch, in_channels, npix + n_phot)`` (module docstring);
     output ``(batch, n_targets)``. 4,691,963 parameters for the published configuration

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from apogee_net.spectra.pixels import valid_pixels
+from yso_labels.core.checkpoint import register_model
 from yso_labels.core.scaling import Standardiser
 
 #: Channels of the 12 convolutional layers (Olney et al. 2020, Appendix B).
@@ -39,6 +40,7 @@ APSTAR_NPIX = 8575
 LABEL_NAMES = ("logg", "teff", "fe_h")
 
 
+@register_model
 class APOGEENet(nn.Module):
     """The 12-layer CNN of Olney et al. (2020).
 

@@ -24,12 +24,16 @@ from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
 from apogee_net.spectra.store import open_store, store_pixmask_bits
 from yso_labels.core import distributed
 from yso_labels.core.atomic import write_json
+from yso_labels.core.guards import content_key, fingerprint
 from yso_labels.core.runtime import resolve_device, seed_everything
+from yso_labels.core.sanity import check_labels
 from yso_labels.core.scaling import Moments, Standardiser
 from yso_labels.core.training import (
     BEST_NAME,
+    LAST_NAME,
     FitResult,
     TrainOptions,
+    check_resumable,
     collate,
     fit,
     standardised_mse,
@@ -80,6 +84,13 @@ def fit_flux_scaler(store, rows, flux_norm: str = "none", chunk: int = 512,
     return moments.standardiser(empty_ok=True)
 
 
+def data_key(store, labels, **settings) -> dict:
+    """The data part of a training run's resume key: content fingerprints of the store and
+    the label table (path or Table) and the ``settings`` that shape the targets."""
+    return {"store_content": fingerprint([store]), "labels_content": content_key(labels),
+            **settings}
+
+
 def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int = 32,
                      lr: float = 1e-3, patience: int = 10, device: str = "auto", seed: int = 0,
                      resume: bool = False, amp: bool = False, workers: int = 0,
@@ -89,7 +100,7 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
                      photometry=None, schedule: str = "cosine", warmup: float = 1.0,
                      weight_decay: float = 0.0, optimizer: str = "adam",
                      noise_augment: float = 0.0, augment: str | None = "default",
-                     pixmask_bits=None) -> FitResult:
+                     pixmask_bits=None, restart: bool = False) -> FitResult:
     """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
     or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
     ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
@@ -116,11 +127,17 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     the store was ingested with; :mod:`apogee_net.spectra.pixmask`). Both are recorded in
     the model, with the out-of-distribution statistics fitted at the end
     (:mod:`apogee_net.network.ood`; APOGEE Net I).
+    ``resume`` continues ``out/last.pt`` only if it was trained on the same store and labels
+    (content fingerprints) with the same options, and refuses otherwise, before any work;
+    ``restart`` starts a new run in ``out`` whatever it holds. Impossible labels (±inf,
+    outside :data:`yso_labels.core.sanity.LABEL_RANGES`) are refused before any epoch.
     """
     out = Path(out)
-    if (out / BEST_NAME).exists() and not resume:
+    if restart:
+        resume = False
+    elif (out / BEST_NAME).exists() and not resume:
         raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
-                              "continue it, or choose another --out")
+                              "continue it, --restart to replace it, or choose another --out")
     options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
                            max_epochs=max_epochs, seed=seed, device=device, amp=amp,
                            workers=workers, resume=resume, progress=progress,
@@ -129,10 +146,15 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     if not noise_augment >= 0:
         raise ValueError(f"noise_augment must be ≥ 0, got {noise_augment!r}")
     label_columns = list(label_columns)
+    key = data_key(store, labels, label_columns=label_columns, flux_norm=flux_norm, arch=arch,
+                   photometry=content_key(photometry), noise_augment=noise_augment)
+    if resume and (out / LAST_NAME).exists():  # before any work
+        check_resumable(out / LAST_NAME, options, {"resume_key": key})
     where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
     rows, joined, report = join_labels(store, labels, label_columns=label_columns)
     split = np.asarray(joined["split"])  # train/dev/cal/test, checked by join_labels
     targets = np.column_stack([np.asarray(joined[c], float) for c in label_columns])
+    check_labels(targets, label_columns, list(joined["apogee_id"]), where)
     # "cal" (σ calibration, apogee_net.evaluation.groupcal): never trained on nor stopped on
     parts = {name: np.flatnonzero(split == name) for name in ("train", "dev", "cal", "test")}
     for name in ("train", "dev"):
@@ -172,7 +194,7 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
             "labels": where, "labels_path": None if hasattr(labels, "colnames") else str(labels),
             "n_split": {k: int(len(v)) for k, v in parts.items()}, "join_report": report,
             "arch": arch, "photometry_path": None if photometry is None or hasattr(
-                photometry, "colnames") else str(photometry),
+                photometry, "colnames") else str(photometry), "resume_key": key,
             "pixmask_bits": format_bits(bits),
             "augment": "none" if augmenter is None else augmenter.describe(),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)",

@@ -24,6 +24,7 @@ from apogee_net.spectra.store import (
     part_path,
     store_pixmask_bits,
 )
+from yso_labels.core.guards import check_ints, check_outputs
 from yso_labels.core.tables import provenance as _provenance
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
             writer.close(complete=False)
             part_path(writer.path).unlink(missing_ok=True)
             first = report["failures"][0] if report["failures"] else {}
-            raise ValueError(f"{desc}: no input file could be used (first: "
+            kept = f"; {writer.path} is unchanged" if writer.path.exists() else ""
+            raise ValueError(f"{desc}: no input file could be used{kept} (first: "
                              f"{first.get('file')}: {first.get('reason')})")
         writer.close(complete=True)
     except BaseException:
@@ -100,20 +102,23 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
 
 def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
                   progress: bool = True, batch_size: int = 64,
-                  compression: str | None = COMPRESSION, pixmask_bits=None) -> dict:
+                  compression: str | None = COMPRESSION, pixmask_bits=None,
+                  restart: bool = False) -> dict:
     """Ingest apStar files (a directory, a glob or a list) into the store ``out``.
 
     Reads in parallel (``workers`` processes; default min(4, CPUs); 0 or 1: in this
     process), appends in batches of ``batch_size`` rows, and renames ``out.part`` to ``out``
     at the end. A rerun skips the sources already stored (after an interruption, or to add
-    new files to a finished store). Unreadable files are listed with the reason and the rest
-    ingested. ``pixmask_bits``: apStar PIXMASK bits whose pixels are stored as no data
-    (NaN; the bit mask itself is stored whole), default
-    :data:`apogee_net.spectra.pixmask.DEFAULT_PIXMASK_BITS`; recorded in the store attribute
-    ``pixmask_bits``. Returns a report: counts, failures, duplicated APOGEE IDs, files per
-    second.
+    new files to a finished store); ``restart`` discards an unfinished ``out.part`` instead.
+    Unreadable files are listed with the reason and the rest ingested. ``pixmask_bits``:
+    apStar PIXMASK bits whose pixels are stored as no data (NaN; the bit mask itself is
+    stored whole), default :data:`apogee_net.spectra.pixmask.DEFAULT_PIXMASK_BITS`; recorded
+    in the store attribute ``pixmask_bits``. Returns a report: counts, failures, duplicated
+    APOGEE IDs, files per second.
     """
     t0 = time.perf_counter()
+    check_ints(workers=(workers, 0), batch_size=(batch_size, 1))
+    check_outputs([out, part_path(out)], inputs)
     bits = parse_pixmask_bits(pixmask_bits)
     files = expand_inputs(inputs)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
@@ -135,7 +140,7 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
             return report
     meta = _provenance("ingest", options)
     writer = StoreWriter(out, NPIX, apstar_wavelength(), kind="apstar", meta=meta,
-                         compression=compression)
+                         compression=compression, restart=restart)
     try:
         _check_pixmask(out, writer.h5.attrs, bits)
         writer.h5.attrs["pixmask_bits"] = format_bits(bits)

@@ -34,11 +34,15 @@ def expand_inputs(inputs, prefix: str | tuple[str, ...] = ("apStar", "asStar"),
         item_str = str(item)
         if Path(item_str).is_dir():
             matches = [p for p in Path(item_str).rglob("*") if wanted(p)]
+        elif Path(item_str).exists():  # before globbing: names may hold [ ] * ?
+            matches = [Path(item_str)]
         elif any(c in item_str for c in "*?["):
             matches = [Path(p) for p in glob.glob(item_str, recursive=True)]
-        elif Path(item_str).exists():
-            matches = [Path(item_str)]
         else:
+            from apogee_net.spectra.store import StoreError, missing_input_message, part_path
+
+            if part_path(item_str).exists():  # an unfinished store, not a missing file
+                raise StoreError(missing_input_message(item_str))
             raise FileNotFoundError(f"{item_str}: no such input file or directory")
         matches = [p for p in matches if p.is_file() and not p.name.startswith(".")
                    and not p.name.endswith(".part")

@@ -50,6 +50,70 @@ def part_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + ".part")
 
 
+def missing_input_message(path: str | os.PathLike) -> str:
+    """Why input ``path`` is not there: an unfinished store (``path.part`` exists, and
+    whether an ingest is writing it now) or no such file."""
+    part = part_path(path)
+    if part.exists():
+        busy = Path(str(path) + ".lock").exists()
+        return (f"store {path} is not finished: {part} exists ("
+                + ("an ingest is writing it now; wait for it to finish)" if busy else
+                   "an interrupted ingest; rerun the same ingest command to complete it)"))
+    return f"{path}: no such file or directory"
+
+
+class StoreLock:
+    """Exclusive lock on ``path + ".lock"`` while a store is written (POSIX ``flock``;
+    elsewhere no lock). The file holds the writer's process ID and is removed on release."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.file = Path(str(path) + ".lock")
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return
+        while True:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                finally:
+                    os.close(fd)
+                raise StoreError(f"store {path} is being written by another process (pid "
+                                 f"{pid}, lock {self.file}); wait for it to finish, or write "
+                                 "another --out. Its .part file is in use: do not delete "
+                                 "it") from None
+            try:  # the file may have been removed by its last holder meanwhile: retry
+                same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        import fcntl
+
+        self.file.unlink(missing_ok=True)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+def lock_store(path: str | os.PathLike) -> StoreLock:
+    """Take the writer's lock of store ``path``; :class:`StoreError` when another process
+    holds it (see :class:`StoreLock`)."""
+    return StoreLock(path)
+
+
 def _str_dtype():
     import h5py
 
@@ -66,47 +130,70 @@ class StoreWriter:
 
     Writes ``path + ".part"``; :meth:`close` with ``complete=True`` marks it complete and
     renames it to ``path``. An existing ``.part`` is resumed (rows beyond the last committed
-    batch are dropped); an existing complete store is copied to ``.part`` and appended to
-    (``overwrite=True`` starts afresh). ``meta`` goes into the ``provenance`` attribute.
+    batch are dropped; ``restart=True`` discards it instead); an existing complete store is
+    copied to ``.part`` and appended to. ``overwrite=True`` starts an empty ``.part``: the old
+    store stays in place, intact, until the new one is complete (replace after success).
+    ``meta`` goes into the ``provenance`` attribute; ``settings`` (JSON-able: what decides
+    the content of a row, e.g. preprocessing options) must match those of the store or
+    ``.part`` that is appended to. While open, the writer holds ``path + ".lock"``: a second
+    writer of the same store gets a :class:`StoreError` at once.
     """
 
     def __init__(self, path: str | os.PathLike, npix: int, wavelength, kind: str = "apstar",
                  meta: dict | None = None, compression: str | None = COMPRESSION,
-                 chunk_rows: int = CHUNK_ROWS, overwrite: bool = False):
+                 chunk_rows: int = CHUNK_ROWS, overwrite: bool = False,
+                 restart: bool = False, settings: dict | None = None):
         import h5py
 
         if kind not in KINDS:
             raise ValueError(f"store kind must be one of {KINDS}, got {kind!r}")
         self.path, self.part = Path(path), part_path(path)
-        self.npix, self.kind = int(npix), kind
+        self.npix, self.kind, self.h5 = int(npix), kind, None
+        self.settings = json.dumps(settings or {}, sort_keys=True, default=str)
         wavelength = np.asarray(wavelength, dtype=np.float64)
         if wavelength.shape != (self.npix,):
             raise ValueError(f"store {self.path}: wavelength has shape {wavelength.shape}, "
                              f"expected ({self.npix},)")
-        if overwrite:
-            for p in (self.part, self.path):
-                p.unlink(missing_ok=True)
-        self.resumed = self.part.exists() or self.path.exists()
-        if not self.part.exists() and self.path.exists():
-            _check_store_file(self.path)
-            log.info("store %s exists: copying it to %s to append", self.path, self.part)
-            shutil.copyfile(self.path, self.part)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.resumed:
-            try:
-                self.h5 = h5py.File(self.part, "r+")
-            except OSError as exc:
-                raise StoreError(f"store {self.part}: cannot be resumed ({exc}); delete it to "
-                                 "start again") from exc
-            self._check_resume(wavelength)
-            history = json.loads(self.h5.attrs.get("provenance", "{}"))
-            history.setdefault("resumed", []).append(_provenance("resume", meta)["DATE"])
-            self.h5.attrs["provenance"] = json.dumps(history, default=str)
-        else:
-            self.h5 = h5py.File(self.part, "w")
-            self._create(wavelength, meta, compression, chunk_rows)
-        self.h5.attrs["complete"] = False
-        self._sources = set(decode_strings(self.h5["source"][:]))
+        self._lock = lock_store(self.path)
+        copied = False
+        try:
+            if (overwrite or restart) and self.part.exists():
+                log.info("store %s: discarding the unfinished %s", self.path, self.part)
+                self.part.unlink()
+            append_final = self.path.exists() and not overwrite and not self.part.exists()
+            if append_final:  # check before copying: a foreign store leaves nothing behind
+                with _check_store_file(self.path) as h5:
+                    self._check_compatible(h5, self.path, wavelength)
+                log.info("store %s exists: copying it to %s to append", self.path, self.part)
+                shutil.copyfile(self.path, self.part)
+                copied = True
+            self.resumed = self.part.exists()
+            if self.resumed:
+                try:
+                    self.h5 = h5py.File(self.part, "r+")
+                except OSError as exc:
+                    raise StoreError(f"store {self.part}: cannot be opened ({exc}); another "
+                                     "program may be using it. If no ingest is running, rerun "
+                                     "with --restart to discard it") from exc
+                self._check_compatible(self.h5, self.part, wavelength)
+                self._truncate_uncommitted()
+                history = json.loads(self.h5.attrs.get("provenance", "{}"))
+                history.setdefault("resumed", []).append(_provenance("resume", meta)["DATE"])
+                self.h5.attrs["provenance"] = json.dumps(history, default=str)
+            else:
+                self.h5 = h5py.File(self.part, "w")
+                self._create(wavelength, meta, compression, chunk_rows)
+            self.h5.attrs["complete"] = False
+            self._sources = set(decode_strings(self.h5["source"][:]))
+        except BaseException:
+            if self.h5 is not None:
+                self.h5.close()
+                self.h5 = None
+            if copied:
+                self.part.unlink(missing_ok=True)
+            self._lock.release()
+            raise
 
     # -- layout
     def _create(self, wavelength, meta, compression, chunk_rows) -> None:
@@ -124,17 +211,29 @@ class StoreWriter:
         prov = dict(meta or {})
         prov.setdefault("VERSION", _provenance("store")["VERSION"])
         h5.attrs.update({"kind": self.kind, "npix": npix, "version": STORE_VERSION,
-                         "provenance": json.dumps(prov, default=str), "n_rows": 0})
+                         "provenance": json.dumps(prov, default=str), "n_rows": 0,
+                         "settings": self.settings})
 
-    def _check_resume(self, wavelength) -> None:
-        attrs = self.h5.attrs
+    def _check_compatible(self, h5, where: Path, wavelength) -> None:
+        """The store ``h5`` (at ``where``) can take this writer's rows: same kind, pixels,
+        wavelength grid and settings."""
+        attrs = h5.attrs
+        what = "the unfinished store" if where == self.part else "store"
+        fix = ("rerun with the same options to resume it, or with --restart to discard it"
+               if where == self.part else "write another --out, or replace it (--overwrite)")
         if attrs.get("kind") != self.kind or int(attrs.get("npix", -1)) != self.npix:
-            raise StoreError(f"store {self.part}: holds kind={attrs.get('kind')!r}, "
-                             f"npix={attrs.get('npix')}; cannot append kind={self.kind!r}, "
-                             f"npix={self.npix}")
-        if not np.allclose(self.h5["wavelength"][:], wavelength, rtol=1e-9):
-            raise StoreError(f"store {self.part}: different wavelength grid")
-        n = int(attrs.get("n_rows", 0))
+            raise StoreError(f"{what} {where} holds {attrs.get('kind')!r} spectra of "
+                             f"{attrs.get('npix')} pixels; cannot add {self.kind!r} spectra of "
+                             f"{self.npix} pixels to it: {fix}")
+        if not np.allclose(h5["wavelength"][:], wavelength, rtol=1e-9):
+            raise StoreError(f"{what} {where} has another wavelength grid: {fix}")
+        stored = attrs.get("settings")
+        if stored is not None and stored != self.settings:
+            raise StoreError(f"{what} {where} was made with other settings ({stored}; now "
+                             f"{self.settings}): {fix}")
+
+    def _truncate_uncommitted(self) -> None:
+        n = int(self.h5.attrs.get("n_rows", 0))
         for name in ("flux", "error", "mask", *COLUMNS_1D):
             if self.h5[name].shape[0] != n:  # a batch interrupted before it was committed
                 log.warning("store %s: dropping %d uncommitted row(s) of %s", self.part,
@@ -200,13 +299,16 @@ class StoreWriter:
         final name (returned); otherwise ``.part`` stays for a later resume."""
         if self.h5 is None:
             return self.path if complete else self.part
-        self.h5.attrs["complete"] = bool(complete)
-        self.h5.close()
-        self.h5 = None
-        if complete:
-            os.replace(self.part, self.path)
-            return self.path
-        return self.part
+        try:
+            self.h5.attrs["complete"] = bool(complete)
+            self.h5.close()
+            self.h5 = None
+            if complete:
+                os.replace(self.part, self.path)
+                return self.path
+            return self.part
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -246,8 +348,7 @@ def open_store(path: str | os.PathLike, rdcc_nbytes: int | None = None):
     path = Path(path)
     if not path.exists():
         if part_path(path).exists():
-            raise StoreError(f"store {path} is not finished ({part_path(path)} exists: an "
-                             "interrupted ingest); rerun the same ingest command to complete it")
+            raise StoreError(missing_input_message(path))
         raise FileNotFoundError(f"store {path}: no such file")
     with _check_store_file(path) as probe:
         compressed = probe["flux"].compression is not None

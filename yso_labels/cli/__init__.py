@@ -54,12 +54,11 @@ def build_parser(prog: str, description: str, modules: Sequence[str]) -> argpars
 
 
 def device_arg(text: str) -> str:
-    """argparse type of every ``--device`` option: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
-    from yso_labels.core.runtime import DEVICES
+    """argparse type of every ``--device`` option: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``,
+    checked before any work (a CUDA device on a machine without one is refused)."""
+    from yso_labels.core.runtime import device_arg as check
 
-    if text in DEVICES or text.startswith("cuda:"):
-        return text
-    raise argparse.ArgumentTypeError(f"device must be one of {', '.join(DEVICES)} or cuda:N")
+    return check(text)
 
 
 #: Where the toolkit's own code lives: a ``ValueError`` raised here is a message for the user.
@@ -96,6 +95,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)],
         format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
     try:
+        guard_outputs(args)
         result = args.func(args)
     except CLIError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -109,6 +109,41 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+#: Exit status of a run that finished but could not use most of its inputs.
+EXIT_MOST_FAILED = 3
+
+
+def failure_status(what: str, n_failed: int, n_total: int, unit: str = "inputs") -> int:
+    """Summary line (stderr) when inputs failed; :data:`EXIT_MOST_FAILED` when more than half
+    of the ``n_total`` inputs failed, else 0."""
+    if n_failed <= 0:
+        return 0
+    most = 2 * n_failed > n_total
+    print(f"{what}: {n_failed} of {n_total} {unit} failed"
+          + (f"; most inputs failed (exit status {EXIT_MOST_FAILED})" if most else ""),
+          file=sys.stderr)
+    return EXIT_MOST_FAILED if most else 0
+
+
+#: Argument names (``dest``) of the paths a command writes; every other path-valued
+#: argument is an input of the command.
+OUTPUT_DESTS = ("out", "output", "out_dir")
+
+
+def guard_outputs(args: argparse.Namespace) -> None:
+    """The one output guard of every command: no output may equal an input or lie inside
+    an input folder (:func:`yso_labels.core.guards.check_outputs`)."""
+    from yso_labels.core.guards import check_outputs
+
+    values = vars(args)
+    outputs = [values[k] for k in OUTPUT_DESTS if values.get(k) is not None]
+    inputs = [v for k, v in values.items() if k not in OUTPUT_DESTS and k != "func"]
+    flat = []
+    for v in inputs:
+        flat.extend(v if isinstance(v, (list, tuple)) else [v])
+    check_outputs(outputs, [v for v in flat if isinstance(v, str)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

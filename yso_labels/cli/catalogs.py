@@ -6,6 +6,7 @@ import numpy as np
 
 from yso_labels.catalog_cache import DEFAULT_CACHE, GAIA_TAP_URL
 from yso_labels.catalogs import GR_SOURCES, RELEASES, fetch_photometry
+from yso_labels.core.guards import nonneg_int, pos_int
 
 
 def _cmd_fetch(args) -> None:
@@ -37,11 +38,11 @@ def register(sub) -> None:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), metavar="DIR",
                    help="folder for cached query results; a rerun resumes from it "
                    "('none' disables; default %(default)s)")
-    p.add_argument("--chunk-size", type=int, default=2000,
+    p.add_argument("--chunk-size", type=pos_int, default=2000,
                    help="targets per archive query (default 2000)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="socket timeout in seconds (default 60)")
-    p.add_argument("--retries", type=int, default=4,
+    p.add_argument("--retries", type=nonneg_int, default=4,
                    help="retries of a failed query, with exponential backoff (default 4)")
     p.add_argument("--radius", type=float, default=2.0,
                    help="match radius in arcsec for rows matched by position (default 2)")

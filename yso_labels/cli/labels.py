@@ -8,6 +8,7 @@ import os
 from astropy.table import Table
 
 from yso_labels.cli import CLIError
+from yso_labels.core.guards import nonneg_int
 from yso_labels.core.tables import provenance, read_table, write_table
 from yso_labels.mdwarf import COEFFICIENTS, coefficient_set, mdwarf_table
 from yso_labels.merge import CAL_FRACTION, merge_labels
@@ -33,16 +34,17 @@ def run_mdwarf(input: str, output: str, coefficients: str = "released",
 
 def run_merge(payne: str, out: str, mstar: str | None = None, yso: str | None = None,
               seed: int = 0, use_quality_flag: bool = True,
-              cal_fraction: float = CAL_FRACTION) -> Table:
+              cal_fraction: float = CAL_FRACTION, keep_invalid: bool = False) -> Table:
     """Library function behind ``yso-labels merge``."""
     payne_tab = payne_labels(read_payne(payne), use_quality_flag=use_quality_flag)
     mstar_tab = read_table(mstar, ["apogee_id", "teff", "logg", "fe_h"], "M-dwarf labels") \
         if mstar else None
     yso_tab = read_table(yso, ["apogee_id", "teff", "logg"], "YSO labels") if yso else None
-    merged = merge_labels(payne_tab, mstar_tab, yso_tab, seed=seed, cal_fraction=cal_fraction)
+    merged = merge_labels(payne_tab, mstar_tab, yso_tab, seed=seed, cal_fraction=cal_fraction,
+                          keep_invalid=keep_invalid)
     meta = provenance("merge", {"payne": payne, "mstar": mstar, "yso": yso, "seed": seed,
                                 "use_quality_flag": use_quality_flag,
-                                "cal_fraction": cal_fraction})
+                                "cal_fraction": cal_fraction, "keep_invalid": keep_invalid})
     # keep the coefficient set / model that made the input labels
     if mstar_tab is not None and "COEFSET" in mstar_tab.meta:
         meta["MCOEFSET"] = mstar_tab.meta["COEFSET"]
@@ -60,7 +62,7 @@ def _cmd_mdwarf(args) -> None:
 def _cmd_merge(args) -> None:
     merged = run_merge(args.payne, args.out, mstar=args.mstar, yso=args.yso, seed=args.seed,
                        use_quality_flag=not args.ignore_quality_flag,
-                       cal_fraction=args.cal_fraction)
+                       cal_fraction=args.cal_fraction, keep_invalid=args.keep_invalid)
     counts = {s: int((merged["source"] == s).sum()) for s in ("payne", "mstar", "yso")}
     print(f"wrote {len(merged)} labels to {args.out}: {counts}")
 
@@ -84,10 +86,14 @@ def register(sub) -> None:
     p.add_argument("--mstar", help="M-dwarf labels (output of yso-labels mdwarf)")
     p.add_argument("--yso", help="YSO labels (output of yso-labels photcnn predict)")
     p.add_argument("--out", required=True, help="label table (.fits, or .csv)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/dev/test split")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the train/dev/test split")
     p.add_argument("--cal-fraction", type=float, default=CAL_FRACTION,
                    help="fraction of each group's dev split kept apart as the calibration "
                    f"split 'cal' for the sigma factors (default {CAL_FRACTION})")
+    p.add_argument("--keep-invalid", action="store_true",
+                   help="keep M-dwarf rows outside the relations' calibrated ranges (*_valid "
+                   "False), as the published labels did; never bad photometry or impossible "
+                   "labels")
     p.add_argument("--ignore-quality-flag", action="store_true",
                    help="do not require quality_flag == good for Payne stars")
     p.set_defaults(func=_cmd_merge)

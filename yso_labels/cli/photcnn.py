@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from yso_labels.core.guards import nonneg_int, pos_int
+from yso_labels.core.runtime import device_arg
 from yso_labels.families import MODELS
 
 
@@ -14,8 +16,8 @@ def register(subparsers) -> None:
         description="Synthetic stars (mass 0.08-3 Msun, age 1-100 Myr, A_V 0-20, distance "
                     "50-1000 pc, uniform) observed with detection limits; the paper's nine "
                     "bands when the grid has WISE, else the six Gaia+2MASS bands.")
-    p.add_argument("--n", type=int, required=True, help="number of stars (all with G < 19)")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--n", type=pos_int, required=True, help="number of stars (all with G < 19)")
+    p.add_argument("--seed", type=nonneg_int, required=True)
     p.add_argument("--out", required=True, help="output table (.fits, .csv, .ecsv)")
     p.add_argument("--isochrones", action="append", default=None, metavar="PATH",
                    help="CMD 3.x file or plain table (repeat to join CMD files of several "
@@ -38,17 +40,18 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train on a synthetic table")
     t.add_argument("--train", dest="train_table", required=True, help="table from `synth`")
     t.add_argument("--out", required=True, help="model checkpoint to write")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=300, help="maximum epochs (early stopping)")
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--patience", type=int, default=25)
-    t.add_argument("--max-rows", type=int, default=None, help="use only the first N rows")
+    t.add_argument("--seed", type=nonneg_int, default=0)
+    t.add_argument("--epochs", type=pos_int, default=300, help="maximum epochs (early stopping)")
+    t.add_argument("--batch-size", type=pos_int, default=256)
+    t.add_argument("--patience", type=pos_int, default=25)
+    t.add_argument("--max-rows", type=pos_int, default=None, help="use only the first N rows")
     t.add_argument("--no-radius-lum", dest="use_radius_lum", action="store_false",
                    help="train without r* and log L (for tables without Gaia radii)")
     t.add_argument("--models", default=None, choices=MODELS,
                    help="model family the training table must come from (its MODELS "
                         "header); recorded in the checkpoint either way")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--device", type=device_arg, default="auto",
+                   help="auto, cpu or cuda")
     t.set_defaults(func=_train)
 
     r = sub.add_parser("predict", help="predict teff logg age_myr mass av")
@@ -57,13 +60,15 @@ def register(subparsers) -> None:
     r.add_argument("output", help="output table; feeds `yso-labels merge --yso`")
     r.add_argument("--allow-missing", action="store_true",
                    help="treat absent band / radius / logl columns as undetected")
-    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    r.add_argument("--device", type=device_arg, default="auto",
+                   help="auto, cpu or cuda")
     r.set_defaults(func=_predict)
 
     e = sub.add_parser("evaluate", help="bias and scatter on a synthetic test table (JSON)")
     e.add_argument("--model", dest="model_path", required=True)
     e.add_argument("--test", dest="test_table", required=True)
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--device", type=device_arg, default="auto",
+                   help="auto, cpu or cuda")
     e.set_defaults(func=_evaluate)
 
 

@@ -17,6 +17,21 @@ log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class DeviceError(ValueError, RuntimeError):
+    """A device that is unknown or not present (a one-line CLI error, not a traceback)."""
+
+
+def device_arg(text: str) -> str:
+    """argparse ``type=`` of every ``--device`` option: checked before any work is done."""
+    import argparse
+
+    try:
+        resolve_device(text)
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def resolve_device(device: str = "auto"):
     """Return a ``torch.device``: ``auto`` picks CUDA when available, else the CPU.
 
@@ -25,14 +40,23 @@ def resolve_device(device: str = "auto"):
     import torch
 
     if device not in DEVICES and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got "
+                          f"{device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
+            raise DeviceError(f"device {device!r} requested but torch sees no CUDA GPU on this "
+                              "machine; use --device cpu (or auto)")
         if device == "cuda" and "LOCAL_RANK" in os.environ:
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        try:
+            index = torch.device(device).index
+        except RuntimeError as exc:
+            raise DeviceError(f"device {device!r}: {exc}") from None
+        if index is not None and index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA GPU(s)")
     return torch.device(device)
 
 

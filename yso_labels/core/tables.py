@@ -79,11 +79,13 @@ def read_table(path: str | os.PathLike, required: Iterable[str] = (),
             with quiet_units():  # TUNIT 'dex', '%': kept as text, not warned
                 table = Table.read(path, hdu=index) if index is not None else Table.read(path)
         elif name.endswith((".csv", ".csv.gz")):
-            table = Table.read(path, format="ascii.csv", comment="#")
+            # utf-8-sig: a byte-order mark is dropped, not read into the first column name
+            table = Table.read(path, format="ascii.csv", comment="#", encoding="utf-8-sig")
         elif name.endswith(".ecsv"):
             table = Table.read(path, format="ascii.ecsv")
         else:
-            table = Table.read(path, format="ascii.basic", delimiter=r"\s")
+            table = Table.read(path, format="ascii.basic", delimiter=r"\s",
+                               encoding="utf-8-sig")
     except TableError:
         raise
     except Exception as exc:  # astropy raises many kinds; give one clear message
@@ -167,6 +169,19 @@ def parse_split(values: Iterable, where: str) -> np.ndarray:
         raise TableError(f"{where}: split values must be train, dev, cal or test; "
                          f"found {', '.join(unknown[:10])}")
     return np.array(split, dtype="<U5")
+
+
+def as_bool(values) -> np.ndarray:
+    """A flag column as booleans, also when a CSV reader left it as the text "True"/"False"
+    (``np.asarray("False", bool)`` is True)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "US":
+        text = np.char.lower(np.char.strip(arr.astype(str)))
+        unknown = sorted(set(text.tolist()) - {"true", "false", "1", "0", "t", "f", ""})
+        if unknown:
+            raise TableError(f"flag column: expected True/False, found {', '.join(unknown[:3])}")
+        return np.isin(text, ("true", "1", "t"))
+    return arr.astype(bool)
 
 
 def duplicated(values: Iterable) -> list:

@@ -444,12 +444,14 @@ def _resume_key(options: TrainOptions, meta: Mapping[str, Any]) -> dict[str, Any
             "caller": meta.get("resume_key")}
 
 
-def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs, key,
-            state):
-    ckpt = read_checkpoint(last_path)
-    if ckpt["arch_kwargs"] != arch_kwargs:
-        raise ValueError(f"cannot resume from {last_path}: it holds a model with "
-                         f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
+def check_resumable(last_path, options: TrainOptions, meta: Mapping[str, Any]) -> None:
+    """Refuse (ValueError naming what differs) to resume ``last_path`` with ``options`` and
+    the caller's ``meta["resume_key"]`` (e.g. content fingerprints of the store and labels)
+    unless they are those it was written with; callers run it before any work."""
+    _check_key(last_path, read_checkpoint(last_path), _resume_key(options, meta))
+
+
+def _check_key(last_path, ckpt, key) -> None:
     saved_opts = ckpt["meta"].get("train_options", {})
     saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
                          for k in RESUME_OPTIONS},
@@ -460,9 +462,19 @@ def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs
                 for part in ("options", "caller")
                 for name in sorted(set(saved[part] or {}) | set(key[part] or {}))
                 if (saved[part] or {}).get(name) != (key[part] or {}).get(name)]
-        raise ValueError(f"cannot resume from {last_path}: it was written with other options "
-                         f"({'; '.join(diff)}); rerun with the same options, or delete "
-                         f"{last_path.parent} to start again")
+        raise ValueError(f"cannot resume from {last_path}: it was written with other inputs or "
+                         "options "
+                         f"({'; '.join(diff)}); rerun with the same inputs and options, or "
+                         "pass --restart (train) to start a new run there")
+
+
+def _resume(last_path, best_path, model, optimizer, scaler, plateau, arch_kwargs, key,
+            state):
+    ckpt = read_checkpoint(last_path)
+    if ckpt["arch_kwargs"] != arch_kwargs:
+        raise ValueError(f"cannot resume from {last_path}: it holds a model with "
+                         f"{ckpt['arch_kwargs']}, this run builds {arch_kwargs}")
+    _check_key(last_path, ckpt, key)
     training = ckpt.get("training") or {}
     if "optimizer" not in training:
         raise ValueError(f"cannot resume from {last_path}: it has no optimizer state")
