@@ -462,8 +462,8 @@ def _check_key(last_path, ckpt, key) -> None:
                 for part in ("options", "caller")
                 for name in sorted(set(saved[part] or {}) | set(key[part] or {}))
                 if (saved[part] or {}).get(name) != (key[part] or {}).get(name)]
-        raise ValueError(f"cannot resume from {last_path}: it was written with other inputs or "
-                         "options "
+        raise ValueError(f"cannot resume from {last_path}: it was written with other options or "
+                         "inputs "
                          f"({'; '.join(diff)}); rerun with the same inputs and options, or "
                          "pass --restart (train) to start a new run there")
 
