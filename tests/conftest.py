@@ -50,5 +50,5 @@ def tiny_run(tmp_path_factory):
     table["source"], table["split"] = source, split
     table.write(tmp / "labels.csv")
     train_apogee_net(tmp / "s.h5", tmp / "labels.csv", tmp / "run", max_epochs=1,
-                     batch_size=16, device="cpu", progress=False)
+                     batch_size=16, device="cpu", progress=False, warmup=0.0)
     return tmp, table

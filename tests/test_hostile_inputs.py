@@ -356,7 +356,8 @@ def test_train_resume_refuses_another_store_or_labels(run, tmp_path, capsys):
     table.write(tmp_path / "labels.csv")
     other = _other_store(tmp_path / "s2.h5", n=60, npix=128)
     other.write(tmp_path / "labels2.csv")
-    base = ["train", "--out", str(tmp_path / "run"), "--batch-size", "16", "--device", "cpu"]
+    base = ["train", "--out", str(tmp_path / "run"), "--batch-size", "16", "--device", "cpu",
+            "--warmup", "0"]
     assert apogee_main([*base, "--store", str(tmp_path / "s.h5"), "--labels",
                         str(tmp_path / "labels.csv"), "--max-epochs", "1"]) == 0
     last = (tmp_path / "run" / "last.pt").read_bytes()
@@ -449,7 +450,7 @@ def test_train_refuses_impossible_labels_before_the_first_epoch(tmp_path, value)
     table.write(tmp_path / "labels.csv")
     with pytest.raises(ValueError, match=r"impossible labels.*2M00000007 teff="):
         train_apogee_net(tmp_path / "s.h5", tmp_path / "labels.csv", tmp_path / "run",
-                         max_epochs=1, batch_size=8, device="cpu", progress=False)
+                         max_epochs=1, batch_size=8, device="cpu", progress=False, warmup=0.0)
     assert not (tmp_path / "run" / "last.pt").exists()  # no epoch ran
 
 

@@ -271,7 +271,7 @@ def test_train_apogee_net_cli(tmp_path):
     bad["split"] = bad["split"].astype("U10")
     bad["split"][0] = "validation"
     with pytest.raises(ValueError, match="validation"):
-        train_apogee_net(tmp_path / "s.h5", bad, tmp_path / "run2", max_epochs=1,
+        train_apogee_net(tmp_path / "s.h5", bad, tmp_path / "run2", max_epochs=2,
                          device="cpu")
     # resume continues to a larger max_epochs without repeating epochs
     result = train_apogee_net(tmp_path / "s.h5", tmp_path / "labels.csv", run, max_epochs=3,

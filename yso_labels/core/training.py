@@ -453,8 +453,11 @@ def check_resumable(last_path, options: TrainOptions, meta: Mapping[str, Any]) -
 
 def _check_key(last_path, ckpt, key) -> None:
     saved_opts = ckpt["meta"].get("train_options", {})
-    saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
-                         for k in RESUME_OPTIONS},
+    fields = TrainOptions.__dataclass_fields__
+    opts = {k: saved_opts.get(k, fields[k].default) for k in (*RESUME_OPTIONS,
+                                                             *RESUME_OPTIONS_SET)}
+    keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items() if opts[k] != v)]
+    saved = {"options": {k: opts[k] for k in keys},  # the same keys as _resume_key
              "caller": ckpt["meta"].get("resume_key")}
     if saved != key:
         diff = [f"{name}: {saved[part].get(name) if saved[part] else None!r} there, "
