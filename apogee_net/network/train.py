@@ -117,7 +117,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     learning-rate decay after one warm-up epoch instead of a constant rate, and no dropout
     (the paper's 0.1 slowed the fit: 0.0032 vs 0.0096 after 6 epochs). The paper's recipe
     is ``batch_size=128, schedule="constant", warmup=0, dropout=0.1, patience=5,
-    max_epochs=100``. ``schedule``, ``warmup``, ``weight_decay``, ``optimizer``: see
+    max_epochs=100``. ``warmup`` is cut to leave at least one epoch after it (a one-epoch
+    run has none). ``schedule``, ``warmup``, ``weight_decay``, ``optimizer``: see
     :class:`yso_labels.core.training.TrainOptions`; ``noise_augment``: scale of the fresh
     noise added to each training spectrum every epoch (:class:`NoiseAugment`; 0: none).
     ``augment``: real-instrument systematics drawn onto the training (new draws every
@@ -141,7 +142,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
                            max_epochs=max_epochs, seed=seed, device=device, amp=amp,
                            workers=workers, resume=resume, progress=progress,
-                           schedule=schedule, warmup=warmup, weight_decay=weight_decay,
+                           schedule=schedule, warmup=min(warmup, max(0.0, max_epochs - 1.0)),
+                           weight_decay=weight_decay,
                            optimizer=optimizer)
     if not noise_augment >= 0:
         raise ValueError(f"noise_augment must be ≥ 0, got {noise_augment!r}")
