@@ -453,11 +453,8 @@ def check_resumable(last_path, options: TrainOptions, meta: Mapping[str, Any]) -
 
 def _check_key(last_path, ckpt, key) -> None:
     saved_opts = ckpt["meta"].get("train_options", {})
-    fields = TrainOptions.__dataclass_fields__
-    opts = {k: saved_opts.get(k, fields[k].default) for k in (*RESUME_OPTIONS,
-                                                             *RESUME_OPTIONS_SET)}
-    keys = [*RESUME_OPTIONS, *(k for k, v in RESUME_OPTIONS_SET.items() if opts[k] != v)]
-    saved = {"options": {k: opts[k] for k in keys},  # the same keys as _resume_key
+    saved = {"options": {k: saved_opts.get(k, TrainOptions.__dataclass_fields__[k].default)
+                         for k in RESUME_OPTIONS},
              "caller": ckpt["meta"].get("resume_key")}
     if saved != key:
         diff = [f"{name}: {saved[part].get(name) if saved[part] else None!r} there, "
