@@ -70,18 +70,20 @@ def test_ingest_and_predict_read_apply_the_bits(tmp_path):
     mask = np.zeros(NPIX, np.int32)
     mask[1000:1010] = 1 << 12      # SIG_SKYLINE: masked by default
     mask[2000:2010] = 1 << 13      # SIG_TELLURIC: kept by default
-    write_apstar(tmp_path / "apStar-sim-A.fits", flux, error, mask,
+    src = tmp_path / "spectra"  # inputs apart from outputs (outputs inside inputs are refused)
+    src.mkdir()
+    write_apstar(src / "apStar-sim-A.fits", flux, error, mask,
                  header={"OBJID": "A", "SNR": 200.0})
     store = tmp_path / "s.h5"
-    ingest_apstar(tmp_path, store, workers=0, progress=False)
+    ingest_apstar(src, store, workers=0, progress=False)
     with open_store(store) as h5:
         stored = h5["flux"][0]
         assert h5.attrs["pixmask_bits"] == format_bits(DEFAULT_PIXMASK_BITS)
         np.testing.assert_array_equal(h5["mask"][0], mask)  # the mask itself is kept whole
     assert np.isnan(stored[1000:1010]).all() and np.isfinite(stored[2000:2010]).all()
     with pytest.raises(ValueError, match="mix two masks"):
-        ingest_apstar(tmp_path, store, workers=0, progress=False, pixmask_bits="none")
-    data = read_chunk({"files": [str(tmp_path / "apStar-sim-A.fits")]}, NPIX,
+        ingest_apstar(src, store, workers=0, progress=False, pixmask_bits="none")
+    data = read_chunk({"files": [str(src / "apStar-sim-A.fits")]}, NPIX,
                       pixmask_bits=(13,))
     assert np.isnan(data.flux[0, 2000:2010]).all()
     assert np.isfinite(data.flux[0, 1000:1010]).all()
