@@ -42,7 +42,7 @@ from apogee_net.network.apogeenet2 import (
     prepare_with_photometry,
 )
 from apogee_net.network.model import APSTAR_NPIX, LABEL_NAMES, APOGEENet, Preprocess
-from yso_labels.core.checkpoint import save_checkpoint
+from yso_labels.core.checkpoint import safe_load, save_checkpoint
 from yso_labels.core.scaling import Standardiser
 
 log = logging.getLogger(__name__)
@@ -275,12 +275,7 @@ def preprocess_from_meta(meta: dict):
 
 
 def _load_state(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable PyTorch state dict ({exc})") from exc
+    obj = safe_load(path, "published state dict")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"],
                                                                        Mapping):
         obj = obj["state_dict"]

@@ -95,28 +95,35 @@ def save_checkpoint(path: str | os.PathLike, model, arch_kwargs: dict[str, Any],
     return Path(path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load the checkpoint dict (on the CPU, tensors and plain data only: nothing in the
-    file is executed) and check its format."""
+def safe_load(path: str | os.PathLike, what: str = "model checkpoint"):
+    """``torch.load`` on the CPU with ``weights_only=True`` (tensors and plain data only:
+    nothing in the file is executed); one clear ``ValueError`` naming ``what`` and the file
+    for a file that is missing, unreadable or holds other Python objects."""
     import pickle
 
     import torch
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model checkpoint {path}: no such file")
+        raise FileNotFoundError(f"{what} {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         try:
             names = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)[:5])
         except Exception:  # noqa: BLE001 - only used to word the message
             names = ""
-        raise ValueError(f"model checkpoint {path}: refused, it holds Python objects other "
+        raise ValueError(f"{what} {path}: refused, it holds Python objects other "
                          f"than tensors and plain data ({names or 'see torch.load'}); toolkit "
                          "checkpoints never do, and loading them could run code") from exc
     except Exception as exc:
-        raise ValueError(f"model checkpoint {path}: not a readable torch file ({exc})") from exc
+        raise ValueError(f"{what} {path}: not a readable torch file ({exc})") from exc
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load the checkpoint dict (:func:`safe_load`: nothing in the file is executed) and
+    check its format."""
+    ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"model checkpoint {path}: not a {FORMAT} checkpoint")
     missing = [k for k in ("arch", "arch_kwargs", "state_dict") if k not in ckpt]
