@@ -324,3 +324,60 @@ def test_predict_mwmstar_and_mwmvisit(model_path, tmp_path):
     assert list(vis["visit"]) == [0, 1, 2, 3, 1, 2, 3]
     assert list(vis["mjd"][4:]) == [56396, 56433, 56434]
     np.testing.assert_allclose(vis["teff"][4:], vis["teff"][1:4], rtol=1e-5)
+
+
+def test_ingest_takes_mwm_files_beside_apstar(model_path, tmp_path):
+    """``apogee-net ingest`` on a folder with an apStar file and SDSS-V mwmStar/mwmVisit files
+    (built to the astra data model, tests/test_mwm.py): one store row per APOGEE spectrum
+    (source ``PATH[k]``, keyed by sdss_id), the spectra as in the files, a rerun finds them
+    all stored, and predict on the store gives the labels and telescopes of predict on the
+    files."""
+    from apogee_net.spectra.apstar import read_apstar_visits
+    from apogee_net.spectra.ingest import ingest_apstar
+    from apogee_net.spectra.store import decode_strings, open_store
+    from tests.test_mwm import MULTI, SDSS_ID, _ivar, _write
+
+    apstar = shared_file(*MULTI)
+    rows = read_apstar_visits(apstar)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / apstar.name).symlink_to(apstar)
+    star = _write(folder / f"mwmStar-0.6.0-{SDSS_ID}.fits",
+                  [(np.nan_to_num(rows[0].flux), _ivar(rows[0]), rows[0].snr)],
+                  [(np.nan_to_num(rows[3].flux), _ivar(rows[3]), rows[3].snr)])
+    visit = _write(folder / f"mwmVisit-0.6.0-{SDSS_ID}.fits",
+                   [(np.nan_to_num(r.flux), _ivar(r), r.snr, int(r.mjd)) for r in rows[1:]],
+                   [], visit=True)
+    store = tmp_path / "s.h5"
+    report = ingest_apstar(folder, store, workers=0, progress=False, pixmask_bits="none")
+    assert (report["n_inputs"], report["n_ingested"], report["n_failed"],
+            report["n_rows"]) == (3, 3, 0, 6)
+    with open_store(store) as h5:
+        sources = decode_strings(h5["source"][:])
+        ids = decode_strings(h5["apogee_id"][:])
+        flux = h5["flux"][:]
+    by = dict(zip(sources, range(len(sources)), strict=True))
+    assert set(by) == {str(apstar), f"{star}[0]", f"{star}[1]", f"{visit}[0]",
+                       f"{visit}[1]", f"{visit}[2]"}
+    assert ids[by[f"{star}[1]"]] == ids[by[f"{visit}[2]"]] == str(SDSS_ID)
+    for source, ref in ((str(apstar), rows[0]), (f"{star}[0]", rows[0]),
+                        (f"{star}[1]", rows[3]), (f"{visit}[1]", rows[2])):
+        ok = np.isfinite(ref.flux) & ~ref.dead
+        np.testing.assert_allclose(flux[by[source]][ok], ref.flux[ok], rtol=1e-6,
+                                   err_msg=source)
+    again = ingest_apstar(folder, store, workers=0, progress=False, pixmask_bits="none")
+    assert (again["n_already_stored"], again["n_rows"]) == (3, 6)
+
+    from_store = _read(predict_catalog(model_path, [store], tmp_path / "s.fits",
+                                       realizations=0, device="cpu", progress=False,
+                                       pixmask_bits="none"))
+    from_files = _read(predict_catalog(model_path, [apstar, star], tmp_path / "f.fits",
+                                       realizations=0, device="cpu", progress=False,
+                                       pixmask_bits="none"))
+    got = {str(f): (t, v) for f, t, v in zip(from_store["file"], from_store["telescope"],
+                                             from_store["teff"], strict=True)}
+    assert [got[f"{star}[{k}]"][0] for k in (0, 1)] == ["apo25m", "lco25m"]
+    assert got[str(apstar)][0] == "apo25m"
+    from_files.sort(["apogee_id", "telescope"])
+    np.testing.assert_allclose([got[str(apstar)][1], got[f"{star}[0]"][1],
+                                got[f"{star}[1]"][1]], from_files["teff"], rtol=1e-5)

@@ -70,10 +70,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cmd_simulate)
 
     p = subparsers.add_parser(
-        "ingest", help="ingest apStar files into one HDF5 store",
-        description="Read apStar files (directories, globs or files) in parallel into one "
-        "chunked HDF5 store; resumable (a rerun skips stored files), finished atomically.")
-    p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="apStar files, folders, globs")
+        "ingest", help="ingest apStar/asStar/mwmStar/mwmVisit files into one HDF5 store",
+        description="Read apStar/asStar files and the APOGEE spectra of SDSS-V mwmStar/"
+        "mwmVisit files (directories, globs or files) in parallel into one chunked HDF5 "
+        "store; resumable (a rerun skips stored files), finished atomically.")
+    p.add_argument("inputs", nargs="+", metavar="SPECTRA",
+                   help="apStar/asStar/mwmStar/mwmVisit files, folders, globs")
     p.add_argument("--out", required=True, metavar="STORE.h5", help="the store to write")
     p.add_argument("--workers", type=nonneg_int, help="reader processes (default min(4, CPUs))")
     p.add_argument("--batch-size", type=pos_int, default=64, help="rows per write (default 64)")

@@ -26,7 +26,13 @@ from apogee_net.spectra.apstar import (
     telescope_of,
 )
 from apogee_net.spectra.inputs import expand_inputs
-from apogee_net.spectra.mwm import count_apogee_rows, is_mwm_name, read_mwm
+from apogee_net.spectra.mwm import (
+    count_apogee_rows,
+    is_mwm_name,
+    read_mwm,
+    row_telescopes,
+    split_row_source,
+)
 from apogee_net.spectra.pixmask import apply_pixmask
 from apogee_net.spectra.store import decode_strings, open_store
 from yso_labels.core.guards import positive_int
@@ -226,8 +232,25 @@ def _read_store(path: Path, start: int, stop: int, npix: int,
         return SpectraChunk(flux, error,
                             decode_strings(h5["apogee_id"][start:stop]), cols["ra"],
                             cols["dec"], cols["snr"], np.ones(n, bool),
-                            [telescope_of(f) for f in files] if kind == "apstar"
+                            _store_telescopes(files) if kind == "apstar"
                             else [kind] * n, files)
+
+
+def _store_telescopes(sources: Sequence[str]) -> list[str]:
+    """Telescope of each row of an apStar-kind store: from the file's name or folder, or
+    for an mwmStar/mwmVisit spectrum (source ``PATH[k]``) from that file while it exists."""
+    by_file: dict[str, list[str]] = {}
+    out = []
+    for source in sources:
+        split = split_row_source(source)
+        if split is None:
+            out.append(telescope_of(source))
+            continue
+        path, k = split
+        if path not in by_file:
+            by_file[path] = row_telescopes(path)
+        out.append(by_file[path][k] if k < len(by_file[path]) else "")
+    return out
 
 
 def raw_spectra(data: SpectraChunk, chunk: dict) -> SpectraChunk:

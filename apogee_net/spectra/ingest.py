@@ -1,6 +1,7 @@
 """Ingesting spectra files into a store: a process pool reads the files, one loop appends
 the rows and finishes the store (:func:`fill_store`, shared by the apStar and the LAMOST
-ingest), and :func:`ingest_apstar`, the library call behind ``apogee-net ingest``.
+ingest), and :func:`ingest_apstar`, the library call behind ``apogee-net ingest`` (apStar,
+asStar, and the APOGEE spectra of SDSS-V mwmStar/mwmVisit files, one store row each).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from apogee_net.spectra.apstar import NPIX, apstar_wavelength, read_apstar
 from apogee_net.spectra.inputs import expand_inputs
+from apogee_net.spectra.mwm import MWM_PREFIXES, is_mwm_name, read_mwm, row_source, split_row_source
 from apogee_net.spectra.pixmask import apply_pixmask, format_bits, parse_pixmask_bits
 from apogee_net.spectra.store import (
     COMPRESSION,
@@ -30,15 +32,35 @@ from yso_labels.core.tables import provenance as _provenance
 log = logging.getLogger(__name__)
 
 
+#: File-name prefixes ``apogee-net ingest`` takes from a directory.
+PREFIXES = ("apStar", "asStar", *MWM_PREFIXES)
+
+
 def _read_row(path: str, pixmask_bits: tuple[int, ...] = ()):
     """Worker: (source, row tuple or None, failure reason or None); pixels with a bit of
-    ``pixmask_bits`` in the apStar mask become NaN (:mod:`apogee_net.spectra.pixmask`)."""
+    ``pixmask_bits`` in the apStar mask become NaN (:mod:`apogee_net.spectra.pixmask`).
+    An mwmStar/mwmVisit file gives a list of rows, each ending with its own source
+    (:func:`~apogee_net.spectra.mwm.row_source`), and the reasons of its unusable rows."""
     try:
-        sp = read_apstar(path)
+        spectra = read_mwm(path) if is_mwm_name(path) else [read_apstar(path)]
     except Exception as exc:  # noqa: BLE001 - every failure is reported, the rest ingested
         return path, None, f"{type(exc).__name__}: {exc}"
-    flux, error = apply_pixmask(sp.flux, sp.error, sp.mask, pixmask_bits)
-    return path, (flux, error, sp.mask, sp.apogee_id, sp.snr, sp.ra, sp.dec), None
+    rows, reasons = [], []
+    for k, sp in enumerate(spectra):
+        if isinstance(sp, Exception):  # an mwm row without data
+            reasons.append(f"{type(sp).__name__}: {sp}")
+            continue
+        flux, error = apply_pixmask(sp.flux, sp.error, sp.mask, pixmask_bits)
+        rows.append((flux, error, sp.mask, sp.apogee_id, sp.snr, sp.ra, sp.dec,
+                     row_source(path, k)))
+    if not is_mwm_name(path):
+        return path, rows[0][:-1], None
+    return path, rows or None, "; ".join(reasons) or None
+
+
+def _stored_files(sources) -> set[str]:
+    """Input files with rows in a store (an mwm file's rows are ``PATH[k]``)."""
+    return {(split_row_source(s) or (s, 0))[0] for s in sources}
 
 
 def parallel_map(fn, items: list, workers: int, block: int):
@@ -59,7 +81,9 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
     says why) to ``writer`` in batches of ``batch_size`` rows and finish the store.
 
     Failures go to ``report["failures"]`` (and the store attribute ``failures``); the counts
-    ``n_ingested``, ``n_failed``, ``n_rows`` are set. The store is renamed into place when it
+    ``n_ingested``, ``n_failed``, ``n_rows`` are set. ``row`` may be a list of row tuples,
+    each ending with its own source (one file, several spectra: all stored in one batch,
+    with ``reason`` naming its unusable rows, if any). The store is renamed into place when it
     holds rows; with none, the ``.part`` file is removed and a ValueError names the first
     failure. An interruption keeps ``.part`` for a rerun to resume. Returns the stored IDs.
     """
@@ -67,20 +91,24 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
 
     try:
         batch: list = []
+        n_used = 0
         for source, row, reason in tqdm(results, total=total, disable=not progress,
                                         desc=desc, unit="file"):
-            if row is None:
+            if reason is not None:
                 report["failures"].append({"file": source, "reason": reason})
-                log.warning("%s: skipped %s (%s)", desc, source, reason)
+                log.warning("%s: skipped %s%s (%s)", desc, "" if row is None else "rows of ",
+                            source, reason)
+            if row is None:
                 continue
-            batch.append((*row, source))
+            n_used += 1
+            batch.extend(row if isinstance(row, list) else [(*row, source)])
             if len(batch) >= batch_size:
                 writer.append(*map(list, zip(*batch, strict=True)))
                 batch = []
         if batch:
             writer.append(*map(list, zip(*batch, strict=True)))
         report["n_failed"] = len(report["failures"])
-        report["n_ingested"] = total - report["n_failed"]
+        report["n_ingested"] = n_used
         writer.h5.attrs["failures"] = json.dumps(report["failures"][:1000])
         ids = decode_strings(writer.h5["apogee_id"][:])
         report["n_rows"] = len(ids)
@@ -104,7 +132,10 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
                   progress: bool = True, batch_size: int = 64,
                   compression: str | None = COMPRESSION, pixmask_bits=None,
                   restart: bool = False) -> dict:
-    """Ingest apStar files (a directory, a glob or a list) into the store ``out``.
+    """Ingest apStar-format files (APO ``apStar``, LCO ``asStar``) and SDSS-V
+    ``mwmStar``/``mwmVisit`` files (each APOGEE spectrum a row, source ``PATH[k]``,
+    keyed by ``sdss_id``; :mod:`apogee_net.spectra.mwm`) — a directory, a glob or a list —
+    into the store ``out``.
 
     Reads in parallel (``workers`` processes; default min(4, CPUs); 0 or 1: in this
     process), appends in batches of ``batch_size`` rows, and renames ``out.part`` to ``out``
@@ -120,7 +151,7 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     check_ints(workers=(workers, 0), batch_size=(batch_size, 1))
     check_outputs([out, part_path(out)], inputs)
     bits = parse_pixmask_bits(pixmask_bits)
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, prefix=PREFIXES, what="apStar/asStar/mwmStar/mwmVisit")
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     out = Path(out)
     options = {"inputs": [str(i) for i in (inputs if isinstance(inputs, (list, tuple))
@@ -131,10 +162,11 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
               "n_failed": 0, "failures": [], "workers": workers}
     if out.exists() and not part_path(out).exists():
         with open_store(out) as h5:
-            stored = set(decode_strings(h5["source"][:]))
+            sources = decode_strings(h5["source"][:])
             _check_pixmask(out, h5.attrs, bits)
+        stored = _stored_files(sources)
         if all(str(f) in stored for f in files):
-            report.update(n_already_stored=len(files), n_rows=len(stored),
+            report.update(n_already_stored=len(files), n_rows=len(sources),
                           duplicate_ids=[], seconds=time.perf_counter() - t0, files_per_s=0.0)
             log.info("ingest: all %d files already in %s", len(files), out)
             return report
@@ -144,7 +176,7 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     try:
         _check_pixmask(out, writer.h5.attrs, bits)
         writer.h5.attrs["pixmask_bits"] = format_bits(bits)
-        stored = writer.stored_sources()
+        stored = _stored_files(writer.stored_sources())
         todo = [str(f) for f in files if str(f) not in stored]
         report["n_already_stored"] = len(files) - len(todo)
         if report["n_already_stored"]:

@@ -158,3 +158,41 @@ def count_apogee_rows(path: str | os.PathLike) -> int:
                        if isinstance(h, fits.BinTableHDU) and _is_apogee(h))
     except (OSError, ValueError, TypeError):
         return 0
+
+
+def row_source(path: str | os.PathLike, index: int) -> str:
+    """The store ``source`` of APOGEE spectrum ``index`` (0-based, :func:`read_mwm` order) of
+    an mwmStar/mwmVisit file: ``PATH[index]`` (an apStar file is stored as ``PATH``)."""
+    return f"{path}[{int(index)}]"
+
+
+def split_row_source(source: str) -> tuple[str, int] | None:
+    """``(path, index)`` of a :func:`row_source` string; None for any other source."""
+    base, sep, rest = str(source).rpartition("[")
+    if not sep or not rest.endswith("]") or not rest[:-1].isdigit() or not is_mwm_name(base):
+        return None
+    return base, int(rest[:-1])
+
+
+def row_telescopes(path: str | os.PathLike) -> list[str]:
+    """Telescope of each APOGEE spectrum of an mwmStar/mwmVisit file, in :func:`read_mwm`
+    order, from the ``telescope`` column (else the HDU's ``OBSRVTRY``), without reading the
+    spectra; ``[]`` when the file cannot be read."""
+    from astropy.io import fits
+
+    out: list[str] = []
+    try:
+        with fits.open(path) as hdul:
+            for hdu in hdul[1:]:
+                if not (isinstance(hdu, fits.BinTableHDU) and _is_apogee(hdu)):
+                    continue
+                cols = _columns(hdu)
+                obs = str(hdu.header.get("OBSRVTRY", "")).strip().lower()
+                default = {"apo": "apo25m", "lco": "lco25m"}.get(obs, obs)
+                values = (hdu.data[cols["telescope"]] if "telescope" in cols
+                          else [""] * len(hdu.data))
+                out += [(v.decode() if isinstance(v, bytes) else str(v)).strip().lower()
+                        or default for v in values]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    return out
