@@ -7,6 +7,14 @@ photometric CNN, for side-by-side evaluation: for every star and every model of 
 (log age, log mass) mesh, A_V is solved by weighted least squares (clipped to the A_V
 prior range), the distance is known, bands at their detection limit act as upper limits
 (a model brighter than the limit pays ((lim − m)/σ)²); the minimum-χ² model is reported.
+
+Extinction as in the synthetic stars (:mod:`yso_labels.extinction`): with ``extinction=
+"law"`` each band's A_band/A_V depends on the model's Teff and on A_V itself (G23 law
+through the filter curve), so A_band(A_V) = A_V·k_band(Teff, A_V) is not linear in A_V
+(Gaia G's ratio of a 2300 K star falls by a third from A_V = 0 to 20). A_V is then found by
+Gauss–Newton on the same weighted least squares, from the linear solution with the ratios
+at A_V = 0, with the exact derivative dA_band/dA_V = k + A_V dk/dA_V of the ratios
+interpolated linearly between the tabulated A_V nodes (:data:`AV_ITERATIONS` steps).
 """
 
 from __future__ import annotations
@@ -16,15 +24,20 @@ from collections.abc import Sequence
 import numpy as np
 from astropy.table import Table
 
-from yso_labels.isochrones import interpolate, load_isochrones, mass_coverage, require_bands
+from yso_labels.extinction import band_ratios
+from yso_labels.isochrones import interpolate, mass_coverage, require_bands
 from yso_labels.synthetic import (
     LIMITS,
     PAPER_RANGES,
     apply_limits,
     default_bands,
     distance_modulus,
-    extinction_coefficients,
 )
+
+#: A_V nodes (mag) at which the law's A_band/A_V of every mesh model is tabulated.
+AV_NODES = np.arange(0.0, 20.0 + 1e-9, 1.0)
+#: Gauss–Newton steps of the A_V solution with Teff- and A_V-dependent ratios.
+AV_ITERATIONS = 2
 
 
 def model_mesh(grid: Table, bands: Sequence[str],
@@ -50,21 +63,33 @@ def model_mesh(grid: Table, bands: Sequence[str],
 def chi2_fit(table: Table, grid: Table | None = None, bands: Sequence[str] | None = None,
              sigma: float | dict[str, float] = 0.03, av_range: tuple[float, float] =
              PAPER_RANGES["av"], limits: dict[str, float] | None = None,
-             log_age_step: float = 0.01, n_mass: int = 300, chunk: int = 32) -> Table:
+             log_age_step: float = 0.01, n_mass: int = 300, chunk: int = 32,
+             models: str | None = None, extinction: str = "law") -> Table:
     """Minimum-χ² (log age, mass, A_V) of each row of ``table`` on the isochrone mesh.
 
-    ``sigma``: assumed photometric uncertainty (mag), one value or per band. Distance from
+    ``grid``: a standard isochrone table, else the model family ``models`` (``parsec``
+    default; :mod:`yso_labels.families`). ``sigma``: assumed photometric uncertainty (mag),
+    one value or per band. ``extinction``: ``law`` (Teff- and A_V-dependent ratios, as
+    :func:`yso_labels.synthetic.draw_population` draws them) or ``fixed``. Distance from
     ``distance`` (pc) or ``parallax`` (mas). Returns ``teff`` (K), ``logg``, ``age_myr``,
-    ``mass`` (M☉), ``av`` (mag) and ``chi2`` (NaN rows where G or the distance is missing).
+    ``mass`` (M☉), ``av`` (mag) and ``chi2`` (NaN rows where G or the distance is missing);
+    ``meta`` records the grid, family (``MODELS``) and extinction mode.
     """
+    from yso_labels.families import DEFAULT_MODELS, check_models, grid_models, load_models
+
     if grid is None:
-        grid = load_isochrones()
+        grid = load_models(check_models(models or DEFAULT_MODELS))
+    elif models is not None and grid_models(grid) != models:
+        raise ValueError(f"chi2_fit: the grid is of model family {grid_models(grid)!r}, "
+                         f"not the requested {models!r}")
     bands = list(bands) if bands else list(default_bands(grid))
     require_bands(grid, bands)
     limits = dict(LIMITS, **(limits or {}))
     mesh = model_mesh(grid, bands, log_age_step=log_age_step, n_mass=n_mass)
     absmag = np.column_stack([np.asarray(mesh[b], float) for b in bands]).astype(np.float32)
-    k = np.array([extinction_coefficients(bands)[b] for b in bands], np.float32)
+    ratios = band_ratios(bands, np.asarray(mesh["teff"], float)[:, None], AV_NODES[None, :],
+                         extinction)
+    k_nodes = np.stack([ratios[b] for b in bands], axis=1).astype(np.float32)  # (j, b, av)
     sig = np.array([sigma[b] if isinstance(sigma, dict) else sigma for b in bands], np.float32)
     lim = np.array([limits[b] for b in bands], np.float32)
     obs = np.column_stack([apply_limits(_col(table, b) if b in table.colnames
@@ -90,9 +115,20 @@ def chi2_fit(table: Table, grid: Table | None = None, bands: Sequence[str] | Non
         det = (obs[rows] < lim).astype(np.float32)                       # (s, b)
         resid = (obs[rows] - mu[rows, None])[:, None, :] - absmag[None]   # (s, j, b)
         wd = det * w                                                     # (s, b)
-        num = np.einsum("sjb,sb->sj", resid, wd * k)
-        den = (wd * k * k).sum(1)[:, None]
-        av = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0), *av_range)
+        k0 = k_nodes[:, :, 0]                                            # (j, b), A_V = 0
+        num = np.einsum("sjb,sjb->sj", resid, k0[None] * wd[:, None, :])
+        den = (k0 * k0) @ wd.T                                           # (j, s)
+        den = den.T
+        av = _clip_av(num, den, 0.0, av_range)                           # (s, j)
+        for _ in range(AV_ITERATIONS if extinction == "law" else 0):
+            k, dk = _ratios_at(k_nodes, av)                              # (s, j, b)
+            r = resid - av[:, :, None] * k
+            jac = k + av[:, :, None] * dk                                # dA_band/dA_V
+            wjac = jac * wd[:, None, :]
+            num = np.einsum("sjb,sjb->sj", r, wjac)
+            den = np.einsum("sjb,sjb->sj", jac, wjac)
+            av = _clip_av(num, den, av, av_range)
+        k = _ratios_at(k_nodes, av)[0]
         r = resid - av[:, :, None] * k                                   # obs − model
         upper = np.maximum(0.0, r) * (1 - det)[:, None, :]  # model brighter than the limit
         chi2 = np.einsum("sjb,sb->sj", r * r, wd) + np.einsum("sjb,b->sj", upper**2, w)
@@ -112,8 +148,29 @@ def chi2_fit(table: Table, grid: Table | None = None, bands: Sequence[str] | Non
     out["av"] = best_av
     out["chi2"] = best_chi2
     out.meta.update(METHOD="chi2 isochrone fit", BANDS=" ".join(bands),
-                    SIGMA=str(sigma), GRID=grid.meta.get("GRID", ""))
+                    SIGMA=str(sigma), GRID=grid.meta.get("GRID", ""),
+                    MODELS=grid_models(grid), EXTMODE=extinction)
     return out
+
+
+def _clip_av(num, den, start, av_range) -> np.ndarray:
+    """``start + num/den`` (0 where ``den`` = 0) clipped to ``av_range`` (mag), float32."""
+    step = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    return np.clip(start + step, *av_range).astype(np.float32)
+
+
+def _ratios_at(k_nodes: np.ndarray, av: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A_band/A_V (s, j, b) of mesh models j at A_V ``av`` (s, j), and its derivative
+    d(A_band/A_V)/dA_V (mag⁻¹): linear between the :data:`AV_NODES` columns of ``k_nodes``
+    (j, b, n_av), clipped at the ends."""
+    x = np.clip(av, AV_NODES[0], AV_NODES[-1])
+    i = np.clip(np.searchsorted(AV_NODES, x, side="right") - 1, 0, len(AV_NODES) - 2)
+    f = ((x - AV_NODES[i]) / (AV_NODES[i + 1] - AV_NODES[i])).astype(np.float32)
+    j = np.arange(k_nodes.shape[0])[None, :]
+    lo = k_nodes[j, :, i]                    # (s, j, b)
+    hi = k_nodes[j, :, i + 1]
+    slope = (hi - lo) / (AV_NODES[i + 1] - AV_NODES[i])[:, :, None].astype(np.float32)
+    return lo + f[:, :, None] * (hi - lo), slope
 
 
 def _col(table: Table, name: str) -> np.ndarray:
