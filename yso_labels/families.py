@@ -1,4 +1,5 @@
-"""Stellar-model families behind one name: ``parsec``, ``dsep-magnetic``, ``dsep-standard``.
+"""Stellar-model families behind one name: ``parsec``, ``dsep-magnetic``, ``dsep-standard``,
+and ``mist:PATH`` for user-downloaded MIST isochrones.
 
 Ages and masses of pre-main-sequence stars depend strongly on the models (magnetic
 Dartmouth models give young M stars roughly twice the age of non-magnetic ones, Feiden
@@ -15,6 +16,10 @@ family it was drawn from (header ``MODELS``).
   PS1 absolute magnitudes). They have no WISE bands: synthetic populations drawn from them
   hold the six Gaia + 2MASS bands only (as for the packaged PARSEC grid), and a photometric
   CNN trained on them ignores W1–W3 columns of real photometry.
+
+- ``mist:PATH`` (or ``mist:PATH1,PATH2`` to join files of several photometric systems): a
+  MIST v1.2 ``.iso.cmd`` file the user downloaded (Choi et al. 2016 ApJ 823 102; read by
+  :mod:`yso_labels.mist`); nothing is downloaded by the toolkit.
 
 Only the data files of ``stelpar`` are read (located with :func:`importlib.util.find_spec`,
 without importing the package, whose import needs numba, emcee, isochrones, ...); it can
@@ -58,21 +63,49 @@ def stelpar_datafile(relative: str) -> Path:
     return path
 
 
+MIST_PREFIX = "mist:"
+
+
+def mist_paths(models: str) -> list[str]:
+    """The file paths of a ``mist:PATH[,PATH...]`` family name."""
+    return [p for p in models[len(MIST_PREFIX):].split(",") if p]
+
+
 def check_models(models: str) -> str:
-    """Return ``models`` if it names a family, else raise ``ValueError`` listing them."""
-    if models not in MODELS:
-        raise ValueError(f"unknown model family {models!r}; expected one of "
-                         f"{', '.join(MODELS)}")
-    return models
+    """Return ``models`` if it names a family (or ``mist:PATH`` with at least one path),
+    else raise ``ValueError`` listing them."""
+    if models in MODELS:
+        return models
+    if isinstance(models, str) and models.startswith(MIST_PREFIX) and mist_paths(models):
+        return models
+    raise ValueError(f"unknown model family {models!r}; expected one of "
+                     f"{', '.join(MODELS)} or mist:PATH (a MIST .iso.cmd file)")
+
+
+def models_arg(text: str) -> str:
+    """argparse type of ``--models``: :func:`check_models` with argparse's error."""
+    import argparse
+
+    try:
+        return check_models(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def load_models(models: str = DEFAULT_MODELS, mh: float = 0.0) -> Table:
     """Standard isochrone table (see :mod:`yso_labels.isochrones`) of a model family.
 
     ``mh`` selects the nearest metallicity of the PARSEC grid; the DSEP grids are solar
-    only (a request other than 0 raises). ``meta['MODELS']`` names the family.
+    only (a request other than 0 raises); a MIST file has the one metallicity it was
+    computed for. ``meta['MODELS']`` names the family.
     """
-    relative, name = MODELS[check_models(models)]
+    check_models(models)
+    if models.startswith(MIST_PREFIX):
+        paths = mist_paths(models)
+        grid = load_isochrones(paths if len(paths) > 1 else paths[0], mh=mh)
+        grid.meta["MODELS"] = models
+        return grid
+    relative, name = MODELS[models]
     if relative is None:
         grid = load_isochrones(None, mh=mh)
     else:

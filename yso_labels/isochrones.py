@@ -8,6 +8,7 @@ Sources (Olney et al. 2020 §2.4 used PARSEC, Marigo et al. 2017, at [Fe/H] = 0)
 - a native CMD 3.x output file (http://stev.oapd.inaf.it/cmd), or a list of them computed
   for the same ages and masses in different photometric systems (joined on log age and
   initial mass);
+- a MIST v1.2 ``.iso.cmd`` file (:mod:`yso_labels.mist`), or a list of them (idem);
 - a plain table (FITS/CSV/...) with the standard columns, or with the column names of the
   ``stelpar`` grid (``age`` in Myr, ``mass``, ``Teff``, ``2mass_jmag``, ``gaia_gmag``...).
 
@@ -99,6 +100,12 @@ def load_isochrones(source=None, mh: float = 0.0) -> Table:
 def _read_one(path: Path, mh: float) -> Table:
     if not path.exists():
         raise FileNotFoundError(f"isochrone file {path}: no such file")
+    from yso_labels.mist import is_mist_file, read_mist_cmd
+
+    if is_mist_file(path):
+        raw = read_mist_cmd(path)
+        return standardize(raw, name=f"MIST v{raw.meta.get('MIST_VERSION', '?')} "
+                           f"({raw.meta.get('SYSTEM', '?')})", source=str(path), mh=mh)
     if is_cmd_file(path):
         raw, system = read_cmd(path)
         name = f"CMD {raw.meta.get('CMD_VERSION', '3.x')} {raw.meta.get('MODEL', 'PARSEC')}"

