@@ -70,3 +70,22 @@ def test_unknown_family_and_both_sources_are_errors(tmp_path):
 def test_dsep_is_solar_only():
     with pytest.raises(GridError, match="solar"):
         load_models("dsep-magnetic", mh=-0.5)
+
+
+@needs_stelpar
+def test_kiel_isochrones_follow_the_family():
+    """`ysos report --models`: the Kiel diagram draws the family's isochrones and says
+    which in its legend."""
+    from apogee_net.yso.maps import isochrone_curves, kiel_figure, kiel_grid
+
+    mag, std = kiel_grid(models="dsep-magnetic"), kiel_grid(models="dsep-standard")
+    assert mag.meta["MODELS"] == "dsep-magnetic"
+    (_, t_mag, g_mag), = isochrone_curves(mag, [5.0])
+    (_, t_std, g_std), = isochrone_curves(std, [5.0])
+    assert len(t_mag) != len(t_std) or not np.allclose(t_mag, t_std)
+    cat = Table({"teff": [3500.0, 4500.0], "logg": [4.0, 4.2]})
+    fig = kiel_figure(cat, grid=mag)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("DSEP magnetic isochrones") for t in labels)
+    with pytest.raises(ValueError, match="not both"):
+        kiel_grid("some.dat", models="parsec")

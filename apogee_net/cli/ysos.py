@@ -6,6 +6,7 @@ import argparse
 
 from apogee_net.yso import report as ysos_report
 from apogee_net.yso import selection as ysos
+from yso_labels.families import models_arg
 
 
 def _vertex(text: str) -> tuple[float, float]:
@@ -52,6 +53,7 @@ def _cmd_select(args) -> None:
 def _cmd_report(args) -> None:
     summary = ysos_report.report(args.catalog, args.out, group_column=args.group_column,
                           isochrones=args.isochrones, kde_bandwidth=args.kde_bandwidth,
+                          models=args.models,
                           **_cuts(args))
     print(summary["message"])
     for note in summary["notes"]:
@@ -77,6 +79,9 @@ def register(sub) -> None:
                    "(e.g. disk-bearing vs diskless); default the region complex")
     r.add_argument("--isochrones", help="PARSEC grid or CMD file for the Kiel diagram "
                    "(default the packaged PARSEC v1.2S grid)")
+    r.add_argument("--models", type=models_arg, default=None,
+                   help="isochrone family of the Kiel diagram: parsec (default), "
+                        "dsep-magnetic, dsep-standard or mist:PATH; not with --isochrones")
     r.add_argument("--kde-bandwidth", type=float, default=0.1,
                    help="Gaussian sigma of the log g KDE in dex (default 0.1, as Fig. 9)")
     r.set_defaults(func=_cmd_report)

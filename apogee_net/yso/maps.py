@@ -102,6 +102,23 @@ def track_curves(grid: Table, masses: Sequence[float] = TRACK_MASSES,
     return out
 
 
+def kiel_grid(isochrones: Table | str | None = None, models: str | None = None) -> Table:
+    """The Kiel diagram's isochrones: a grid Table, a file for
+    :func:`yso_labels.isochrones.load_isochrones`, or the family ``models`` (default
+    ``parsec``); not both a file and a family."""
+    from yso_labels.families import DEFAULT_MODELS, check_models, load_models
+    from yso_labels.isochrones import load_isochrones
+
+    if isochrones is not None and models is not None:
+        raise ValueError("give either isochrones (a grid file) or models (a model family) "
+                         "for the Kiel diagram, not both")
+    if isinstance(isochrones, Table):
+        return isochrones
+    if isochrones is not None:
+        return load_isochrones(isochrones)
+    return load_models(check_models(models or DEFAULT_MODELS))
+
+
 def kiel_figure(catalog: Table, cands: Table | None = None, *, grid: Table | None = None,
                 ages_myr: Sequence[float] = ISOCHRONE_AGES_MYR,
                 masses: Sequence[float] = TRACK_MASSES,
@@ -161,7 +178,12 @@ def kiel_figure(catalog: Table, cands: Table | None = None, *, grid: Table | Non
                                             "ec": "none", "alpha": 0.75})
                 placed.append((float(t[i]), float(g[i])))
                 break
-    ax.plot([], [], "-", color="0.35", lw=0.9, label="PARSEC isochrones, "
+    family = {"parsec": "PARSEC", "dsep-magnetic": "DSEP magnetic",
+              "dsep-standard": "DSEP standard"}.get(str(grid.meta.get("MODELS", "")),
+                                                     str(grid.meta.get("MODELS", "")) or
+                                                     "model")
+    family = "MIST" if family.startswith("mist:") else family
+    ax.plot([], [], "-", color="0.35", lw=0.9, label=f"{family} isochrones, "
             + ", ".join(f"{a:g}" for a in ages_myr) + " Myr")
     ax.plot([], [], ":", color="0.55", lw=0.8, label="tracks, "
             + ", ".join(f"{m:g}" for m in masses) + r" M$_\odot$")
@@ -419,18 +441,18 @@ def report_figures(selected: Table, cands: Table, out: str | os.PathLike, *,
                    vertices: Sequence[Sequence[float]] | None = None,
                    regions: Table | None = None, group_column: str | None = None,
                    isochrones: Table | str | None = None,
-                   kde_bandwidth: float = KDE_BANDWIDTH) -> tuple[dict, list[str]]:
+                   kde_bandwidth: float = KDE_BANDWIDTH,
+                   models: str | None = None) -> tuple[dict, list[str]]:
     """Write the report's PNG figures into ``out``; return ``({name: path}, notes)``.
 
     ``regions`` None means the catalogue has no sky positions: no sky or age maps.
     ``isochrones``: a standard grid Table or a source for
-    :func:`yso_labels.isochrones.load_isochrones` (None: the packaged PARSEC grid).
+    :func:`yso_labels.isochrones.load_isochrones`; else the model family ``models``
+    (:mod:`yso_labels.families`; None: the packaged PARSEC grid).
     """
-    from yso_labels.isochrones import load_isochrones
-
     out = Path(out)
     notes: list[str] = []
-    grid = isochrones if isinstance(isochrones, Table) else load_isochrones(isochrones)
+    grid = kiel_grid(isochrones, models)
     files = {"kiel": save_figure(kiel_figure(selected, cands, grid=grid, vertices=vertices),
                                  out / "yso_kiel.png")}
     if regions is None:

@@ -111,12 +111,14 @@ def report(catalog: str | os.PathLike, out: str | os.PathLike, *,
            min_snr: float | None = None, bad_flags: int = ALL_FLAGS,
            regions: Table | str | os.PathLike | None = None, sky: bool = True,
            group_column: str | None = None, isochrones: Table | str | None = None,
-           kde_bandwidth: float = 0.1) -> dict:
+           kde_bandwidth: float = 0.1, models: str | None = None) -> dict:
     """The YSO report of a prediction catalogue in directory ``out``: candidates
     (``yso_candidates.fits``), counts (``yso_summary.json``, ``yso_age_bins.csv``,
     ``yso_regions.csv``) and PNG figures (Kiel diagram with PARSEC isochrones, sky map with
     impostors, density maps per age bin, log g KDE per ``group_column`` group, default the
-    region complex). Zero candidates is a result: every file is still written."""
+    region complex). ``models``: isochrone family of the Kiel diagram
+    (:mod:`yso_labels.families`; recorded in the summary as ``isochrone_models``). Zero
+    candidates is a result: every file is still written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     selected, cands, summary, meta = _run(
@@ -133,7 +135,10 @@ def report(catalog: str | os.PathLike, out: str | os.PathLike, *,
                                         out / "yso_regions.csv", meta)
     figures, notes = maps.report_figures(
         selected, cands, out, vertices=vertices, regions=region_table(regions) if sky else None,
-        group_column=group_column, isochrones=isochrones, kde_bandwidth=kde_bandwidth)
+        group_column=group_column, isochrones=isochrones, kde_bandwidth=kde_bandwidth,
+        models=models)
+    summary["isochrone_models"] = models or ("user grid" if isochrones is not None
+                                             else "parsec")
     summary["notes"] += notes
     summary["files"] = {k: str(v) for k, v in {**files, **figures}.items()}
     summary["message"] = _message(summary)

@@ -72,6 +72,17 @@ def register(subparsers) -> None:
                    help="auto, cpu or cuda")
     e.set_defaults(func=_evaluate)
 
+    c = sub.add_parser("compare", help="label one photometry table with models of several "
+                       "isochrone families; table and figure of the differences")
+    c.add_argument("--model", dest="models", action="append", required=True,
+                   help="checkpoint trained on one family (repeat, one per family)")
+    c.add_argument("input", help="photometry table (as for predict)")
+    c.add_argument("out", help="output directory")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="treat absent band / radius / logl columns as undetected")
+    c.add_argument("--device", type=device_arg, default="auto", help="auto, cpu or cuda")
+    c.set_defaults(func=_compare)
+
 
 def _synth(args: argparse.Namespace) -> int:
     from yso_labels.synthetic import synth
@@ -114,4 +125,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     print(json.dumps(evaluate_photcnn(model_path=args.model_path, test_table=args.test_table,
                                       device=args.device), indent=2))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from yso_labels.systematics import run_compare
+
+    files = run_compare(models=args.models, input=args.input, out=args.out,
+                        device=args.device, allow_missing=args.allow_missing)
+    print(json.dumps({k: str(v) for k, v in files.items()}))
     return 0
