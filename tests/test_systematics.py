@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from yso_labels.systematics import family_differences, run_compare, summarise
+from yso_labels.systematics import family_differences, summarise
 
 
 def _pred(teff, logg, age_myr, mass, ood=None):
