@@ -48,10 +48,13 @@ def test_demo_pipeline_tiny(tmp_path, monkeypatch, capsys):
 
     rec = read_checkpoint(result["model"])["meta"]["sigma_scale"]
     ev = json.loads((tmp_path / "d" / "evaluation" / "summary.json").read_text())
-    assert rec["split"] == ev["factor_split"] == cat.meta["SIGSPLIT"] == "cal"
-    k = rec["groups"]["payne"]
-    assert f"payne:{k['logg']:.4g},{k['teff']:.4g},{k['fe_h']:.4g}" in cat.meta["SIGSCALE"]
-    assert rec["n"]["all"] == int((labels["split"] == "cal").sum())
+    assert rec["split"] == ev["factor_split"] == cat.meta["SIGSPLIT"] == \
+        "cal+test (5-fold cross-fit)"
+    g = next(g for g in rec["groups"] if g != "all")
+    k = rec["groups"][g]
+    assert f"{g}:{k['logg']:.4g},{k['teff']:.4g},{k['fe_h']:.4g}" in cat.meta["SIGSCALE"]
+    assert rec["n"]["all"] == int(np.isin(np.asarray(labels["split"]).astype(str),
+                                          ["cal", "test"]).sum())
     # the adaptation's test report covers every group's test stars
     report = Table.read(tmp_path / "d" / "run_adapted" / "adapt_report.csv")
     for row in report:

@@ -31,7 +31,8 @@ def _cmd_evaluate(args) -> None:
     summary = evaluate_model(args.model, args.store, args.labels, args.out,
                              realizations=args.realizations, seed=args.seed, device=args.device,
                              apply_calibration=args.apply_calibration, arch=args.arch,
-                             photometry=args.photometry)
+                             photometry=args.photometry, calibration=args.calibration,
+                             folds=args.folds)
     print(format_report(summary))
     print(f"report and figures in {args.out}")
 
@@ -74,6 +75,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--device", type=device_arg, default="auto")
     p.add_argument("--apply-calibration", action="store_true",
-                   help="store the dev-split sigma scale factors in the model checkpoint")
+                   help="store the per-group sigma scale factors in the model checkpoint")
+    p.add_argument("--calibration", choices=("crossfit", "cal"), default="crossfit",
+                   help="crossfit (default): factors from the 'cal' and 'test' splits, each "
+                   "test star judged with factors fitted without it (K folds); cal: factors "
+                   "from 'cal' only")
+    p.add_argument("--folds", type=pos_int, default=5, help="cross-fitting folds (default 5)")
     add_arch_options(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -5,13 +5,14 @@ Predicts every labelled spectrum of a store with perturbation uncertainties
 
 - ``table2_mse.{fits,csv}`` (standardised MSE per group and split, Olney et al. 2020 Table 2),
 - ``table3_scatter.{fits,csv}`` (scatter and bias per label, group and split, Table 3),
-- ``calibration.{fits,csv}``: σ scale factors fitted per group (``source``) on the
-  calibration split ``cal`` (:mod:`apogee_net.evaluation.groupcal`; ``dev``, with a
-  warning, for label tables without one), and the coverage of the 1σ and 2σ intervals per
-  group and label before and after scaling, on the calibration and the test split. "After"
-  applies the
-  factor of the group assigned from the *predicted* labels, as ``apogee-net predict`` does;
-  ``cov1_true_group`` applies the star's own group's factor,
+- ``calibration.{fits,csv}``: σ scale factors per group (:mod:`apogee_net.evaluation.groupcal`:
+  groups from the *predicted* labels by the rule ``apogee-net predict`` applies, so the factor
+  and the group always match), fitted on stars no model selection saw: the calibration split
+  ``cal`` and, by cross-fitting (default), the test split (each test star judged with factors
+  fitted without it); ``dev``, with a warning, for label tables without ``cal``. Coverage of
+  the 1σ and 2σ intervals on test (and on the calibration stars) per rule group and per
+  label-table group (``source``), before and after scaling (``cov1_after``: the rule group's
+  factor, what the catalogue carries; ``cov1_source``: the known group's factor),
 - ``predictions.fits`` (one row per star: labels, predictions, σ, SNR, group, split,
   ``sigma_group`` assigned from the predictions),
 - ``pred_vs_label.png``, ``sigma_vs_snr.png``, ``kiel.png`` (Fig. 4 left and right, Fig. 3).
@@ -31,7 +32,14 @@ import numpy as np
 from astropy.table import Table
 
 from apogee_net.evaluation import plots as evalplots
-from apogee_net.evaluation.groupcal import assign_group, coverage_rows, fit_group_scales
+from apogee_net.evaluation.groupcal import (
+    BAND,
+    CROSSFIT_FOLDS,
+    TARGET,
+    assign_group,
+    calibrate,
+    coverage_rows,
+)
 from apogee_net.evaluation.metrics import mse_table, scatter_table
 from apogee_net.inference.predict import load_model
 from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
@@ -93,10 +101,13 @@ def _arrays(pred: Table, names):
 
 def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int = 0,
                    device: str = "auto", apply_calibration: bool = False,
-                   arch: str | None = None, photometry=None) -> dict:
+                   arch: str | None = None, photometry=None, calibration: str = "crossfit",
+                   folds: int = CROSSFIT_FOLDS) -> dict:
     """Write the evaluation report of ``model`` on ``store`` + ``labels`` to ``out``; return
     a summary dict (tables as lists of rows, calibration factors, figure paths).
-    ``arch``/``photometry``: as for :func:`predict_labelled`."""
+    ``arch``/``photometry``: as for :func:`predict_labelled`; ``calibration``: ``crossfit``
+    (factors from ``cal`` + ``test``, ``folds``-fold cross-fitted) or ``cal``
+    (:func:`apogee_net.evaluation.groupcal.calibrate`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pred = predict_labelled(model, store, labels, realizations, seed, device, arch=arch,
@@ -106,25 +117,29 @@ def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int
     src, split = np.asarray(pred["source"]), np.asarray(pred["split"])
     options = {"model": str(model), "store": str(store), "labels": str(labels),
                "realizations": realizations, "seed": seed, "arch": arch,
-               "photometry": None if photometry is None else str(photometry)}
+               "photometry": None if photometry is None else str(photometry),
+               "calibration": calibration, "folds": folds}
     meta = provenance("apogee-net evaluate", options)
 
     t2 = mse_table(est, label, pred.meta["label_std"], src, split)
     t3 = scatter_table(est, label, names, src, split)
-    record, cal_rows = fit_calibration(est, label, sigma, src, split, names)
     assigned = assign_group(est[:, names.index("teff")], est[:, names.index("logg")]) \
-        if {"teff", "logg"} <= set(names) else np.full(len(src), "payne")
+        if {"teff", "logg"} <= set(names) else np.full(len(src), "all")
+    record, k_rule, k_source, cal_rows = fit_calibration(
+        est, label, sigma, src, split, names, assigned, calibration, folds, seed)
     cov_rows = []
-    for s in (record["split"], "test"):
+    for s in ("test", record["base"]):
         sel = split == s
         if sel.any():
             cov_rows += coverage_rows(est[sel], label[sel], sigma[sel], src[sel],
-                                      assigned[sel], record, names, s)
+                                      assigned[sel], k_rule[sel], k_source[sel], names, s)
     if not (split == "test").any():
         log.warning("%s: no test-split stars: the calibration is not judged", labels)
     pred["sigma_group"] = assigned
     tables = {"table2_mse": t2, "table3_scatter": t3, "calibration": Table(rows=cov_rows)}
     meta["SIGSPLIT"] = record["split"]
+    for j, name in enumerate(names):
+        pred[f"{name}_sigk"] = k_rule[:, j]
     for name, table in tables.items():
         write_table(table, out / f"{name}.fits", meta)
         write_table(table, out / f"{name}.csv", meta)
@@ -146,24 +161,25 @@ def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int
     return summary
 
 
-def fit_calibration(est, label, sigma, source, split, names) -> tuple[dict, np.ndarray]:
-    """Per-group σ factors (:func:`apogee_net.evaluation.groupcal.fit_group_scales`) on the
-    calibration split ``cal``; without one, on ``dev`` with a warning (dev chose the epoch and the
-    adaptation rounds, so its residuals are optimistic). Returns the record and the rows
-    used."""
-    cal = split == "cal"
-    if cal.any():
-        which = "cal"
-    else:
-        cal = split == "dev"
-        which = "dev"
-        if not cal.any():
+def fit_calibration(est, label, sigma, source, split, names, assigned,
+                    method: str = "crossfit", folds: int = CROSSFIT_FOLDS, seed: int = 0):
+    """Per-group σ factors (:func:`apogee_net.evaluation.groupcal.calibrate`) on the
+    calibration split ``cal`` (+ ``test`` when cross-fitting); without ``cal``, on ``dev``
+    with a warning (dev chose the epoch and the adaptation rounds, so its residuals are
+    optimistic). Returns ``(record, k_rule, k_source, rows used)``."""
+    split = np.asarray(split).astype(str)
+    base = "cal"
+    if not (split == "cal").any():
+        base = "dev"
+        if not (split == "dev").any():
             raise ValueError("no 'cal' or 'dev' stars with spectra: cannot calibrate σ")
         log.warning("the label table has no calibration split 'cal': σ factors fitted on "
                     "'dev', which model selection saw (optimistic); remake the labels with "
                     "yso-labels merge --cal-fraction")
-    record = fit_group_scales(est[cal], label[cal], sigma[cal], source[cal], names, which)
-    return record, cal
+    record, k_rule, k_source, used = calibrate(est, label, sigma, source, split, assigned,
+                                               names, method, base, folds, seed)
+    record["base"] = base
+    return record, k_rule, k_source, used
 
 
 def _plain(table: Table):
@@ -196,20 +212,30 @@ def format_report(summary: dict) -> str:
             f"{r[s]:9.4f}" for s in ("train", "dev", "test")))
     rec = summary["sigma_scale"]
     where = {"cal": "the calibration split 'cal' (never used for model selection)",
-             "dev": "the DEV split, which chose the epoch/rounds: optimistic"}[rec["split"]]
-    lines += ["", f"sigma calibration: factors fitted per group on {where}; "
+             "dev": "the DEV split, which chose the epoch/rounds: optimistic"}[rec["base"]]
+    how = (f"{rec['folds']}-fold cross-fitting over {where} and 'test': each test star is "
+           "judged with factors fitted without it; the stored factors use all of them"
+           if rec.get("method_split") == "crossfit" else where)
+    lines += ["", f"sigma calibration: factors fitted per group on {rec['split']}: {how}; "
               f"{summary['n_calibration']} stars {rec['n']}",
-              f"  at predict time the group comes from the predicted labels ({rec['rule']}); "
-              "'after' uses that group's factor",
-              f"{'split':5s} {'group':6s} {'label':6s} {'n':>5s} {'scale':>7s} "
-              f"{'cov1 before':>12s} {'cov1 after':>11s} {'cov2 after':>11s}"]
+              f"  groups: {rec['rule']} -- the catalogue of 'apogee-net predict' applies the "
+              "factor of this group ('after'); 'known grp' applies the factor of the label "
+              "table's source group (only possible where a star's group is known)",
+              f"{'split':5s} {'kind':9s} {'group':6s} {'label':6s} {'n':>5s} "
+              f"{'cov1 before':>11s} {'cov1 after':>10s} {'known grp':>9s} {'cov2 after':>10s}"
+              f" {'+-sd':>5s}  {BAND[0]:.2f}-{BAND[1]:.2f}?"]
     for r in summary["calibration"]:
-        scale = "" if r["label"] == "all" else f"{r['scale']:7.3f}"
-        lines.append(f"{r['split']:5s} {r['group']:6s} {r['label']:6s} {r['n']:5d} "
-                     f"{scale:>7s} {r['cov1_before']:12.3f} {r['cov1_after']:11.3f} "
-                     f"{r['cov2_after']:11.3f}")
+        ok = ""
+        if r["n"] >= 30 and r["split"] == "test":
+            ok = "yes" if BAND[0] <= r["cov1_after"] <= BAND[1] else (
+                "NO" + (" (within 2 sd)" if abs(r["cov1_after"] - TARGET) <= 2 * r["sd"]
+                        else ""))
+        lines.append(f"{r['split']:5s} {r['kind']:9s} {r['group']:6s} {r['label']:6s} "
+                     f"{r['n']:5d} {r['cov1_before']:11.3f} {r['cov1_after']:10.3f} "
+                     f"{r['cov1_source']:9.3f} {r['cov2_after']:10.3f} {r['sd']:5.3f}  {ok}")
     if rec.get("pooled_for"):
         lines.append(f"  pooled factor used for {rec['pooled_for']} (fewer than "
                      f"{rec['min_stars']} calibration stars)")
-    lines += ["  (Gaussian: 0.683 within 1 sigma, 0.954 within 2 sigma)"]
+    lines += ["  (Gaussian: 0.683 within 1 sigma, 0.954 within 2 sigma; sd: binomial error of "
+              "0.683 on n stars; the band is checked on test for groups of >= 30 stars)"]
     return "\n".join(lines)

@@ -14,8 +14,8 @@ shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net c
 Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, flags,
 sigma_group`` with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex),
 the out-of-distribution score of :mod:`apogee_net.network.ood`, the flag bits of
-:data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``payne``, from the
-predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
+:data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``dwarf``/``giant``,
+from the predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
 
     names = lm.label_names
     group = assign_group(mean[:, names.index("teff")], mean[:, names.index("logg")]) \
-        if {"teff", "logg"} <= set(names) else np.full(n, "payne")
+        if {"teff", "logg"} <= set(names) else np.full(n, "all")
     std = std * row_scales(sigma_record(lm), names, group)
     table = Table()
     table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
