@@ -242,8 +242,8 @@ def ridge_arm(work: Path, observed: Table, rows: np.ndarray, split: np.ndarray,
     for k, name in enumerate(LABELS):
         y = np.asarray(table[name], float)
         tr, dv = (split == "train") & np.isfinite(y), (split == "dev") & np.isfinite(y)
-        mean[:, k] = ridge_baseline(x[tr], y[tr, None], x[dv], y[dv, None]).predict(
-            x_test)[:, 0]
+        model = ridge_baseline(x[tr], y[tr, None], x[dv], y[dv, None])
+        mean[:, k] = np.reshape(model.predict(x_test), -1)
     pred = {"mean": mean, "sigma": np.full_like(mean, np.nan)}
     return {"pred": pred, "truth": test_truth, "epochs": 0, "seconds": 0.0}
 
