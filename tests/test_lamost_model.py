@@ -187,6 +187,9 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     assert len(cat) == n and cat.meta["PASSES"] == 8
     # survey-neutral key: the LAMOST OBSID is spec_id in the labels and the catalogue
     assert table.colnames[:2] == ["spec_id", "apogee_name"] and "apogee_id" not in cat.colnames
+    from apogee_net.inference.catalog_columns import undocumented
+
+    assert undocumented(cat.colnames) == []  # docs/CATALOG.md describes every column
     assert sorted(np.asarray(cat["spec_id"]).astype(str)) == sorted(
         np.asarray(table["spec_id"]).astype(str))
     np.testing.assert_array_equal(cat["teff"], cats[1]["teff"])   # same seed, same numbers

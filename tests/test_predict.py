@@ -277,6 +277,9 @@ def test_predict_visits_on_the_real_three_visit_file(model_path, tmp_path, capsy
                  str(out), "--realizations", "0", "--device", "cpu", "--visits"]) == 0
     cat = _read(out)
     assert list(cat["visit"]) == [0, 1, 2, 3, 0, 1]
+    from apogee_net.inference.catalog_columns import undocumented
+
+    assert undocumented(cat.colnames) == []  # docs/CATALOG.md describes every column
     assert list(cat["apogee_id"]) == ["2M17335483-2753043"] * 4 + ["2M19485057+5005279"] * 2
     with fits.open(multi) as hdul:
         jd = [hdul[0].header[f"JD{v}"] for v in (1, 2, 3)]

@@ -19,9 +19,10 @@ from yso_labels.core.tables import DEX
 
 #: (name, unit, catalogues, meaning). ``<label>`` stands for each label column.
 COLUMNS: tuple[tuple[str, object, str, str], ...] = (
-    ("apogee_id", None, "apogee, lamost",
-     "star identifier: the APOGEE ID (apStar OBJID), the SDSS-V sdss_id (mwmStar/mwmVisit "
-     "files) or the LAMOST spectrum ID (OBSID; the store's key)"),
+    ("apogee_id", None, "apogee",
+     "star identifier: the APOGEE ID (apStar OBJID) or the SDSS-V sdss_id (mwmStar/mwmVisit "
+     "files)"),
+    ("spec_id", None, "lamost", "the LAMOST spectrum ID (OBSID; the store's key)"),
     ("ra", u.deg, "apogee, lamost", "right ascension (ICRS, J2000) from the file header"),
     ("dec", u.deg, "apogee, lamost", "declination (ICRS, J2000) from the file header"),
     ("<label>", "label unit", "apogee, lamost",
@@ -40,12 +41,20 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
     ("snr", None, "apogee, lamost",
      "signal-to-noise ratio per pixel (apStar header SNR, SNRVIS<v> for a visit; LAMOST "
      "SNR_g)"),
+    ("ood_score", None, "apogee, lamost",
+     "out-of-distribution score (apogee_net.network.ood: penultimate-layer Mahalanobis "
+     "distance, extreme standardised pixels, missing pixels), scaled so that 1 % of the dev "
+     "spectra score above 1; above 1 sets OOD; NaN when the model has no OOD statistics"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
+    ("sigma_group", None, "apogee",
+     "group whose sigma calibration factor was applied (yso, mstar, payne), assigned from "
+     "the predicted Teff and log g (header SIGGROUP gives the rule)"),
     ("telescope", None, "apogee, lamost",
      "apo25m, apo1m, lco25m (apStar/asStar header TELESCOP, DR17 directory or file prefix; "
      "mwm files: their table) or lamost"),
     ("file", None, "apogee, lamost",
-     "the spectrum file (for a store: the file it was ingested from)"),
+     "the spectrum file (for a store: the file it was ingested from; PATH[k] for the k-th "
+     "APOGEE spectrum of an mwmStar/mwmVisit file)"),
     ("visit", None, "apogee (--visits)",
      "0: the combined spectrum; 1..N: visit N of the apStar file (rows 2.. of its arrays) "
      "or of the mwmVisit file"),
@@ -79,6 +88,22 @@ def column_unit(name: str):
         if name.endswith(suffix):
             return label_unit(name[: -len(suffix)])
     return None if name.endswith("_flag") else label_unit(name)
+
+
+def undocumented(colnames) -> list[str]:
+    """Names among ``colnames`` that no entry of :data:`COLUMNS` describes (a label column
+    counts when its unit is known)."""
+    fixed = {n for n, *_ in COLUMNS if not n.startswith("<")}
+    out = []
+    for name in colnames:
+        base = name
+        for suffix in ("_err_model", "_err_pred", "_err", "_flag"):
+            if name.endswith(suffix):
+                base = name[: -len(suffix)]
+                break
+        if name not in fixed and label_unit(base) is None:
+            out.append(name)
+    return out
 
 
 def apply_units(table: Table) -> Table:
