@@ -50,6 +50,7 @@ from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.guards import check_ints, check_outputs, fingerprint
 from yso_labels.core.runtime import resolve_device
+from yso_labels.core.shards import Shards
 from yso_labels.core.tables import provenance, quiet_units, write_table
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,11 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
     same inputs (the content fingerprint of every store and file of ``chunks``), and the
     parts are joined into ``out`` (written with ``meta`` by
     :func:`yso_labels.core.tables.write_table`). A rerun with other inputs or options is
-    refused; ``restart`` discards the parts instead."""
+    refused; ``restart`` discards the parts instead.
+
+    Under ``torchrun`` each process writes its share of the parts and rank 0 joins them
+    (:class:`yso_labels.core.shards.Shards`): the catalogue is the one-process catalogue,
+    bit for bit, and a rerun after any process died resumes."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -218,45 +223,62 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
                                       "chunks_sha256": hashlib.sha256(plan).hexdigest(),
                                       "inputs_fingerprint": fingerprint(_chunk_sources(chunks))},
                                      default=str))
-    man_path = parts / "manifest.json"
-    if restart and parts.exists():
-        log.info("--restart: discarding %s", parts)
-        shutil.rmtree(parts)
-    if man_path.exists():
-        old = json.loads(man_path.read_text())
-        if old != manifest:
-            changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-            raise ValueError(f"{parts} holds the parts of an interrupted run with other inputs, "
-                             f"model or options (changed: {', '.join(changed)}); rerun the same "
-                             "command to resume it, or pass --restart to discard it")
-        log.info("resuming from %s", parts)
-    else:
-        parts.mkdir(parents=True, exist_ok=True)
-        write_text(man_path, json.dumps(manifest, indent=1))
-    offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
     names = [parts / f"part-{k:06d}.fits" for k in range(len(chunks))]
-    todo = [k for k in range(len(chunks)) if not names[k].exists()]
-    bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), desc="predict",
-               unit="chunk", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
-        pending = reader.submit(read_fn, chunks[todo[0]]) if todo else None
-        for i, k in enumerate(todo):
-            data = pending.result()
-            if i + 1 < len(todo):
-                pending = reader.submit(read_fn, chunks[todo[i + 1]])
-            table = predict_fn(data, int(offsets[k]))
-            with atomic_write(names[k]) as tmp:
-                with quiet_units():
-                    table.write(tmp, format="fits", overwrite=True)
-            bar.update()
-    bar.close()
+
+    def open_parts() -> list[int]:  # rank 0: the manifest check, then the parts still to do
+        man_path = parts / "manifest.json"
+        if restart and parts.exists():
+            log.info("--restart: discarding %s", parts)
+            shutil.rmtree(parts)
+        if man_path.exists():
+            old = json.loads(man_path.read_text())
+            if old != manifest:
+                changed = sorted(k for k in set(old) | set(manifest)
+                                 if old.get(k) != manifest.get(k))
+                raise ValueError(f"{parts} holds the parts of an interrupted run with other "
+                                 f"inputs, model or options (changed: {', '.join(changed)}); "
+                                 "rerun the same command to resume it, or pass --restart to "
+                                 "discard it")
+            log.info("resuming from %s", parts)
+        else:
+            parts.mkdir(parents=True, exist_ok=True)
+            write_text(man_path, json.dumps(manifest, indent=1))
+        return [k for k in range(len(chunks)) if not names[k].exists()]
+
+    offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
+    with Shards() as shards:  # under torchrun: this rank's share of the parts
+        todo = shards.from_main(open_parts)
+        mine = shards.mine(todo)
+        bar = tqdm(total=len(mine), desc="predict" if shards.world == 1 else
+                   f"predict rank {shards.rank}", unit="chunk", disable=not progress)
+        with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
+            pending = reader.submit(read_fn, chunks[mine[0]]) if mine else None
+            for i, k in enumerate(mine):
+                data = pending.result()
+                if i + 1 < len(mine):
+                    pending = reader.submit(read_fn, chunks[mine[i + 1]])
+                table = predict_fn(data, int(offsets[k]))
+                with atomic_write(names[k]) as tmp:
+                    with quiet_units():
+                        table.write(tmp, format="fits", overwrite=True)
+                bar.update()
+                shards.part_done()
+        bar.close()
+        shards.wait()  # every rank's parts are written
+        if shards.is_main:
+            join_parts(names, out, meta)
+            shutil.rmtree(parts)
+        shards.wait()  # the catalogue is there for every rank
+    return out
+
+
+def join_parts(names: Sequence[Path], out, meta: dict) -> Path:
+    """The catalogue ``out`` (written with ``meta``) from the part files ``names``, in order."""
     with quiet_units():  # TUNIT 'dex' is kept as text (see catalog_columns)
         tables = [Table.read(p, mask_invalid=False) for p in names]
     catalogue = vstack(tables, metadata_conflicts="silent") if tables else Table()
     catalogue.meta.clear()
-    written = write_table(catalogue, out, meta)
-    shutil.rmtree(parts)
-    return written
+    return write_table(catalogue, out, meta)
 
 
 def _sha(values: np.ndarray) -> str:

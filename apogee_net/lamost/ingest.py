@@ -33,7 +33,7 @@ import numpy as np
 from apogee_net.lamost import preprocess
 from apogee_net.lamost.io import find_lamost_files, read_lamost
 from apogee_net.lamost.preprocess import lamost_grid, prepare_spectrum
-from apogee_net.spectra.ingest import fill_store, parallel_map
+from apogee_net.spectra.ingest import ingest_files, ingest_parts_path
 from apogee_net.spectra.store import StoreWriter, part_path
 from yso_labels.core.tables import provenance
 
@@ -84,7 +84,7 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
 
     t0 = time.perf_counter()
     check_ints(workers=(workers, 0), batch_size=(batch_size, 1), max_cosmic=(max_cosmic, 0))
-    check_outputs([out, part_path(out)], inputs)
+    check_outputs([out, part_path(out), ingest_parts_path(out)], inputs)
     files = [str(f) for f in find_lamost_files(inputs)]  # resolved; raises if none
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     out = Path(out)
@@ -100,24 +100,18 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
                       "than the R=1800 LSF, errors scaled by the measured scatter, sky and "
                       "stellar emission lines spared")
     grid = lamost_grid()
-    writer = StoreWriter(out, grid.size, grid, kind="lamost", meta=meta, overwrite=overwrite,
-                         restart=restart, settings=options)
+    new_writer = partial(StoreWriter, npix=grid.size, wavelength=grid, kind="lamost",
+                         meta=meta, settings=options)
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0,
               "n_ingested": 0, "n_failed": 0, "failures": [], "workers": workers}
-    try:
-        stored = writer.stored_sources()
-        todo = [f for f in files if f not in stored]
-        report["n_already_stored"] = len(files) - len(todo)
-        fn = partial(prepare_file, L=L, reject_cosmics=reject_cosmics, max_cosmic=max_cosmic,
-                     min_valid_fraction=min_valid_fraction)
-        results = parallel_map(fn, todo, workers, block=32 * max(workers, 1))
-    except BaseException:
-        writer.close(complete=False)
-        raise
-    fill_store(writer, results, report, total=len(todo), batch_size=batch_size,
-               progress=progress, desc="lamost ingest")
+    fn = partial(prepare_file, L=L, reject_cosmics=reject_cosmics, max_cosmic=max_cosmic,
+                 min_valid_fraction=min_valid_fraction)
+    ingest_files(new_writer, out, files, fn, report, workers=workers, batch_size=batch_size,
+                 progress=progress, desc="lamost ingest", restart=restart,
+                 overwrite=overwrite)
+    n_read = len(files) - report["n_already_stored"]
     seconds = time.perf_counter() - t0
-    report.update(seconds=seconds, files_per_s=len(todo) / seconds if seconds > 0 else 0.0)
+    report.update(seconds=seconds, files_per_s=n_read / seconds if seconds > 0 else 0.0)
     log.info("lamost ingest: %d new, %d already stored, %d failed -> %s (%d rows)",
              report["n_ingested"], report["n_already_stored"], report["n_failed"], out,
              report["n_rows"])

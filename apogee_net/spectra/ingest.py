@@ -27,6 +27,7 @@ from apogee_net.spectra.store import (
     store_pixmask_bits,
 )
 from yso_labels.core.guards import check_ints, check_outputs
+from yso_labels.core.shards import Shards
 from yso_labels.core.tables import provenance as _provenance
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def parallel_map(fn, items: list, workers: int, block: int):
 
 
 def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
-               batch_size: int = 64, progress: bool = True, desc: str = "ingest") -> list[str]:
+               batch_size: int = 64, progress: bool = True, desc: str = "ingest",
+               allow_empty: bool = False) -> list[str]:
     """Append worker results ``(source, row, reason)`` (``row`` None: skipped, ``reason``
     says why) to ``writer`` in batches of ``batch_size`` rows and finish the store.
 
@@ -85,7 +87,9 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
     each ending with its own source (one file, several spectra: all stored in one batch,
     with ``reason`` naming its unusable rows, if any). The store is renamed into place when it
     holds rows; with none, the ``.part`` file is removed and a ValueError names the first
-    failure. An interruption keeps ``.part`` for a rerun to resume. Returns the stored IDs.
+    failure (``allow_empty``: an empty store is finished instead: a part of a sharded
+    ingest whose files all failed). An interruption keeps ``.part`` for a rerun to resume.
+    Returns the stored IDs.
     """
     from tqdm import tqdm
 
@@ -112,7 +116,7 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
         writer.h5.attrs["failures"] = json.dumps(report["failures"][:1000])
         ids = decode_strings(writer.h5["apogee_id"][:])
         report["n_rows"] = len(ids)
-        if not ids:
+        if not ids and not allow_empty:
             writer.close(complete=False)
             part_path(writer.path).unlink(missing_ok=True)
             first = report["failures"][0] if report["failures"] else {}
@@ -126,6 +130,169 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
             log.warning("%s interrupted: %s kept; rerun to resume", desc, writer.part)
         raise
     return ids
+
+
+#: Input files per part of a sharded ingest (``torchrun``): each part is one small store.
+PART_FILES = 256
+
+
+def ingest_parts_path(out) -> Path:
+    """Folder of the part stores of a sharded ingest of store ``out``: ``OUT.parts``."""
+    return Path(str(out) + ".parts")
+
+
+def ingest_files(new_writer, out, files: list[str], fn, report: dict, *, workers: int,
+                 batch_size: int = 64, progress: bool = True, desc: str = "ingest",
+                 restart: bool = False, overwrite: bool = False,
+                 on_open=None) -> list[str]:
+    """The ingest loop of both ingests: open the store ``out`` (``new_writer(path,
+    restart=, overwrite=)`` makes a :class:`StoreWriter`; ``on_open(writer)`` checks or sets
+    attributes), skip the ``files`` already stored, read the others with ``fn`` (a worker
+    returning ``(source, row, reason)``) over ``workers`` processes, append them in order
+    (:func:`fill_store`) and finish the store. Sets ``report["n_already_stored"]`` and the
+    counts of :func:`fill_store`; returns the stored IDs.
+
+    Under ``torchrun`` the files not yet stored are cut into parts of :data:`PART_FILES`;
+    each rank writes its share of them (:class:`yso_labels.core.shards.Shards`) as small
+    stores ``OUT.parts/part-k.h5`` (each resumable; ``part-k.json`` marks it finished, with
+    its failures), and rank 0, which holds the store's lock throughout, appends them to
+    ``out`` in input order: the same rows, in the same order, as a one-process ingest.
+    A rerun after any rank died resumes the unfinished parts and the merge.
+    """
+    out = Path(out)
+    block = max(64, 32 * max(workers, 1))
+    with Shards() as shards:
+        if shards.world > 1:
+            return _sharded_ingest(shards, new_writer, out, files, fn, report,
+                                   workers=workers, batch_size=batch_size, desc=desc,
+                                   restart=restart, overwrite=overwrite, on_open=on_open)
+    writer = new_writer(out, restart=restart, overwrite=overwrite)
+    try:
+        if on_open is not None:
+            on_open(writer)
+        todo = _not_stored(writer, files, report, desc)
+        results = parallel_map(fn, todo, workers, block=block)
+    except BaseException:
+        writer.close(complete=False)
+        raise
+    return fill_store(writer, results, report, total=len(todo), batch_size=batch_size,
+                      progress=progress, desc=desc)
+
+
+def _not_stored(writer: StoreWriter, files: list[str], report: dict, desc: str) -> list[str]:
+    stored = _stored_files(writer.stored_sources())
+    todo = [f for f in files if f not in stored]
+    report["n_already_stored"] = len(files) - len(todo)
+    if report["n_already_stored"]:
+        log.info("%s: %d of %d files already stored in %s; reading %d", desc,
+                 report["n_already_stored"], len(files), writer.part, len(todo))
+    return todo
+
+
+def _sharded_ingest(shards, new_writer, out: Path, files: list[str], fn, report: dict, *,
+                    workers: int, batch_size: int, desc: str, restart: bool, overwrite: bool,
+                    on_open) -> list[str]:
+    """:func:`ingest_files` under ``torchrun`` (its docstring)."""
+    import hashlib
+    import shutil
+
+    from yso_labels.core.atomic import write_json
+
+    parts = ingest_parts_path(out)
+    key = {"files_sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest(),
+           "n_files": len(files)}
+    writer = None
+
+    def plan() -> tuple[list[list[str]], list[int], int]:  # rank 0
+        nonlocal writer
+        writer = new_writer(out, restart=restart, overwrite=overwrite)
+        if on_open is not None:
+            on_open(writer)
+        if (restart or overwrite) and parts.exists():
+            shutil.rmtree(parts)
+        manifest = parts / "manifest.json"
+        if manifest.exists():
+            old = json.loads(manifest.read_text())
+            if old["key"] != key:
+                raise ValueError(f"{parts} holds the parts of an interrupted ingest of other "
+                                 "input files; rerun the same command to resume it, or pass "
+                                 "--restart to discard it")
+            groups = old["parts"]
+        else:
+            todo = _not_stored(writer, files, report, desc)
+            groups = [todo[i:i + PART_FILES] for i in range(0, len(todo), PART_FILES)]
+            parts.mkdir(parents=True, exist_ok=True)
+            write_json(manifest, {"key": key, "parts": groups})
+        left = [k for k in range(len(groups)) if not _part_name(parts, k, "json").exists()]
+        n_done = len(files) - sum(len(g) for g in groups)
+        return groups, left, n_done
+
+    try:
+        groups, left, n_done = shards.from_main(plan)
+        for k in shards.mine(left):
+            _write_part(new_writer, parts, k, groups[k], fn, workers, batch_size, desc)
+            shards.part_done()
+        shards.wait()  # every part is written
+        ids: list[str] = []
+        if shards.is_main:
+            report["n_already_stored"] = n_done
+            merged = writer.stored_sources()
+            ids = fill_store(writer, _part_rows(parts, groups, merged), report,
+                             total=sum(len(g) for g in groups), batch_size=batch_size,
+                             progress=False, desc=desc)
+            shutil.rmtree(parts)
+    except BaseException:
+        if writer is not None and writer.h5 is not None:
+            writer.close(complete=False)
+        raise
+    final = shards.from_main(lambda: (report, ids))  # every rank returns rank 0's report
+    report.update(final[0])
+    return final[1]
+
+
+def _part_name(parts: Path, k: int, suffix: str) -> Path:
+    return parts / f"part-{k:06d}.{suffix}"
+
+
+def _write_part(new_writer, parts: Path, k: int, group: list[str], fn, workers: int,
+                batch_size: int, desc: str) -> None:
+    """Part ``k`` (the files ``group``) as the store ``part-k.h5`` (resumed when
+    interrupted), then ``part-k.json`` with its failures, in input order."""
+    from yso_labels.core.atomic import write_json
+
+    writer = new_writer(_part_name(parts, k, "h5"))
+    rep: dict = {"failures": []}
+    try:
+        todo = [f for f in group if f not in _stored_files(writer.stored_sources())]
+        results = parallel_map(fn, todo, workers, block=max(64, 32 * max(workers, 1)))
+    except BaseException:
+        writer.close(complete=False)
+        raise
+    fill_store(writer, results, rep, total=len(todo), batch_size=batch_size, progress=False,
+               desc=f"{desc} part {k}", allow_empty=True)
+    write_json(_part_name(parts, k, "json"), {"failures": rep["failures"]})
+
+
+def _part_rows(parts: Path, groups: list[list[str]], merged: set[str]):
+    """``(file, rows, reason)`` of the part stores, file by file in input order, as the
+    workers gave them (``rows``: the file's row tuples, each ending with its source; None
+    when the file failed), leaving out rows already in the store (``merged`` sources)."""
+    for k, group in enumerate(groups):
+        with open_store(_part_name(parts, k, "h5")) as h5:
+            cols = {c: h5[c][:] for c in ("flux", "error", "mask", "snr", "ra", "dec")}
+            ids = decode_strings(h5["apogee_id"][:])
+            sources = decode_strings(h5["source"][:])
+        rows: dict[str, list] = {}
+        for i, source in enumerate(sources):
+            if source not in merged:
+                rows.setdefault(next(iter(_stored_files([source]))), []).append(
+                    (cols["flux"][i], cols["error"][i], cols["mask"][i], ids[i],
+                     cols["snr"][i], cols["ra"][i], cols["dec"][i], source))
+        reasons = {f["file"]: f["reason"] for f in
+                   json.loads(_part_name(parts, k, "json").read_text())["failures"]}
+        for name in group:
+            if name in rows or name in reasons:
+                yield name, rows.get(name), reasons.get(name)
 
 
 def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
@@ -149,7 +316,7 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     """
     t0 = time.perf_counter()
     check_ints(workers=(workers, 0), batch_size=(batch_size, 1))
-    check_outputs([out, part_path(out)], inputs)
+    check_outputs([out, part_path(out), ingest_parts_path(out)], inputs)
     bits = parse_pixmask_bits(pixmask_bits)
     files = expand_inputs(inputs, prefix=PREFIXES, what="apStar/asStar/mwmStar/mwmVisit")
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
@@ -171,32 +338,26 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
             log.info("ingest: all %d files already in %s", len(files), out)
             return report
     meta = _provenance("ingest", options)
-    writer = StoreWriter(out, NPIX, apstar_wavelength(), kind="apstar", meta=meta,
-                         compression=compression, restart=restart)
-    try:
+    new_writer = partial(StoreWriter, npix=NPIX, wavelength=apstar_wavelength(), kind="apstar",
+                         meta=meta, compression=compression)
+
+    def on_open(writer: StoreWriter) -> None:
         _check_pixmask(out, writer.h5.attrs, bits)
         writer.h5.attrs["pixmask_bits"] = format_bits(bits)
-        stored = _stored_files(writer.stored_sources())
-        todo = [str(f) for f in files if str(f) not in stored]
-        report["n_already_stored"] = len(files) - len(todo)
-        if report["n_already_stored"]:
-            log.info("ingest: %d of %d files already stored in %s; reading %d",
-                     report["n_already_stored"], len(files), writer.part, len(todo))
-        t_read = time.perf_counter()
-        results = parallel_map(partial(_read_row, pixmask_bits=bits), todo, workers,
-                               block=max(64, 32 * workers))
-    except BaseException:
-        writer.close(complete=False)
-        raise
-    ids = fill_store(writer, results, report, total=len(todo), batch_size=batch_size,
-                     progress=progress, desc="ingest")
+
+    t_read = time.perf_counter()
+    ids = ingest_files(new_writer, out, [str(f) for f in files],
+                       partial(_read_row, pixmask_bits=bits), report, workers=workers,
+                       batch_size=batch_size, progress=progress, desc="ingest",
+                       restart=restart, on_open=on_open)
+    n_read = len(files) - report["n_already_stored"]
     read_s = time.perf_counter() - t_read
     dups = duplicate_ids(ids)
     if dups:
         log.warning("ingest: %d APOGEE ID(s) occur in more than one row (e.g. %s)", len(dups),
                     ", ".join(dups[:5]))
     report.update(duplicate_ids=dups, seconds=time.perf_counter() - t0,
-                  files_per_s=len(todo) / read_s if read_s > 0 and todo else 0.0)
+                  files_per_s=n_read / read_s if read_s > 0 and n_read else 0.0)
     log.info("ingest: %d new, %d already stored, %d failed -> %s (%d rows)",
              report["n_ingested"], report["n_already_stored"], report["n_failed"], out,
              report["n_rows"])
