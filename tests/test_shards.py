@@ -164,7 +164,15 @@ def test_two_processes_equal_one(survey, single):
     assert_same_store(single / "lamost.h5", out / "lamost.h5")
     assert_same_catalogue(single / "cat.fits", out / "cat.fits")
     assert_same_catalogue(single / "lamost.fits", out / "lamost.fits")
-    assert len(Table.read(out / "cat.fits")) == 7  # the broken file is an UNREADABLE row
+    # input order (a straight-line reference, not just the one-process run): the files sorted
+    files = sorted(str(f) for f in (survey / "apstar").glob("*.fits"))
+    cat = Table.read(out / "cat.fits")
+    assert list(np.asarray(cat["file"]).astype(str)) == files  # broken file: an UNREADABLE row
+    with h5py.File(out / "apstar.h5", "r") as h5:
+        assert [s.decode() for s in h5["source"][:]] == [f for f in files if "dr17" not in f]
+    lamost = Table.read(out / "lamost.fits")
+    assert list(np.asarray(lamost["spec_id"]).astype(str)) == [
+        str(7000 + i) if i != 4 else "s004" for i in range(7)]
     assert not list(out.glob("*.parts"))
 
 
@@ -178,10 +186,12 @@ def test_killed_rank_resumes_without_lost_or_duplicated_rows(survey, single):
     assert (out / "apstar.h5.parts" / "manifest.json").exists()
     killed = torchrun(survey, run, fault_at=1)  # ingest resumes; rank 1 dies in predict
     assert killed.returncode != 0 and (out / "apstar.h5").exists()
+    assert "ingest: resuming from" in killed.stderr  # the finished parts were kept
     assert not (out / "cat.fits").exists() and list((out / "cat.fits.parts").glob("part-*"))
     assert_same_store(single / "apstar.h5", out / "apstar.h5")
     resumed = torchrun(survey, [cmds["predict"]])  # (a rerun of ingest retries the broken file)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
     assert_same_catalogue(single / "cat.fits", out / "cat.fits")
     assert_same_store(single / "apstar.h5", out / "apstar.h5")
 

@@ -224,6 +224,9 @@ def _sharded_ingest(shards, new_writer, out: Path, files: list[str], fn, report:
             parts.mkdir(parents=True, exist_ok=True)
             write_json(manifest, {"key": key, "parts": groups})
         left = [k for k in range(len(groups)) if not _part_name(parts, k, "json").exists()]
+        if len(left) < len(groups):
+            log.info("%s: resuming from %s: %d of %d parts finished", desc, parts,
+                     len(groups) - len(left), len(groups))
         n_done = len(files) - sum(len(g) for g in groups)
         return groups, left, n_done
 
