@@ -56,7 +56,8 @@ def torchrun(tmp: Path, commands: list[list[str]], fault_at: int | None = None):
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
-    """7 simulated apStar files (one of them broken), 7 LAMOST files, an untrained
+    """7 simulated apStar files (one of them broken), an mwmStar file with two APOGEE
+    spectra, 7 LAMOST files (one without redshift), an untrained
     APOGEE Net and an untrained LAMOST Bayesian CNN."""
     from apogee_net.lamost.labels import LABELS
     from apogee_net.lamost.model import BayesianCNN
@@ -77,6 +78,12 @@ def survey(tmp_path_factory):
         warnings.simplefilter("ignore")
         simulate_apstar(labels, tmp / "apstar", emulator="analytic", seed=2, progress=False)
     (tmp / "apstar" / "apStar-dr17-2M00000003+0000001.fits").write_text("not FITS")  # broken
+    from apogee_net.spectra.apstar import read_apstar
+    from tests.test_mwm import _ivar, _write
+
+    sp = read_apstar(next((tmp / "apstar").glob("apStar-sim-*.fits")))
+    row = (np.nan_to_num(sp.flux), _ivar(sp), sp.snr)
+    _write(tmp / "apstar" / "mwmStar-0.6.0-54392544.fits", [row], [row])  # SDSS-V: 2 rows
     torch.manual_seed(0)
     model = APOGEENet()
     prep = Preprocess(Standardiser(np.ones(model.npix), np.full(model.npix, 0.2)),
@@ -157,19 +164,21 @@ def test_two_processes_equal_one(survey, single):
     cmds = commands(survey, out)
     proc = torchrun(survey, list(cmds.values()))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with h5py.File(single / "apstar.h5", "r") as h5:  # 6 good files of 7, and the broken one
-        assert h5["flux"].shape[0] == 6 and "not FITS" not in h5.attrs["failures"]
+    with h5py.File(single / "apstar.h5", "r") as h5:  # 6 good apStar files, 2 mwm rows
+        assert h5["flux"].shape[0] == 8 and "not FITS" not in h5.attrs["failures"]
         assert "apStar-dr17-2M00000003+0000001.fits" in h5.attrs["failures"]
     assert_same_store(single / "apstar.h5", out / "apstar.h5")
     assert_same_store(single / "lamost.h5", out / "lamost.h5")
     assert_same_catalogue(single / "cat.fits", out / "cat.fits")
     assert_same_catalogue(single / "lamost.fits", out / "lamost.fits")
     # input order (a straight-line reference, not just the one-process run): the files sorted
-    files = sorted(str(f) for f in (survey / "apstar").glob("*.fits"))
-    cat = Table.read(out / "cat.fits")
-    assert list(np.asarray(cat["file"]).astype(str)) == files  # broken file: an UNREADABLE row
+    files = sorted(str(f) for f in (survey / "apstar").glob("apStar-*.fits"))
+    mwm = str(next((survey / "apstar").glob("mwmStar-*.fits")))
+    cat = Table.read(out / "cat.fits")  # the broken file is an UNREADABLE row
+    assert list(np.asarray(cat["file"]).astype(str)) == [*files, mwm, mwm]
     with h5py.File(out / "apstar.h5", "r") as h5:
-        assert [s.decode() for s in h5["source"][:]] == [f for f in files if "dr17" not in f]
+        assert [s.decode() for s in h5["source"][:]] == [
+            *(f for f in files if "dr17" not in f), f"{mwm}[0]", f"{mwm}[1]"]
     lamost = Table.read(out / "lamost.fits")
     assert list(np.asarray(lamost["spec_id"]).astype(str)) == [
         str(7000 + i) if i != 4 else "s004" for i in range(7)]
