@@ -92,6 +92,10 @@ def main() -> None:
     p.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     p.add_argument("--max-epochs", type=int, default=None,
                    help="CNN epoch budget (default: the library's)")
+    p.add_argument("--augment", default="none",
+                   help="CNN: real-instrument systematics drawn onto the training spectra "
+                   "(train_apogee_net's augment; default none: the baselines and the test "
+                   "stars see the emulated spectra as they are, so does the CNN)")
     p.add_argument("--snr", default="50:200")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -127,7 +131,7 @@ def main() -> None:
         if "cnn" in args.methods:
             t0 = time.perf_counter()
             result = train_apogee_net(store, sub, run, device=str(device), seed=args.seed,
-                                      resume=True, progress=False, **kw)
+                                      resume=True, progress=False, augment=args.augment, **kw)
             seconds = time.perf_counter() - t0
             metrics = json.loads((run / "test_metrics.json").read_text())
             done = sum(h["seconds"] for h in result.history)

@@ -7,7 +7,7 @@ from yso_labels.core.guards import nonneg_int, pos_int
 
 #: Training options whose default is the library's (``train_apogee_net``) when not given.
 RECIPE_OPTIONS = ("max_epochs", "batch_size", "lr", "patience", "dropout", "schedule",
-                  "warmup", "weight_decay", "optimizer", "noise_augment")
+                  "warmup", "weight_decay", "optimizer", "noise_augment", "linear_skip")
 
 
 def _cmd_train(args) -> None:
@@ -95,9 +95,13 @@ def register(sub) -> None:
                    help="(default adam)")
     p.add_argument("--noise-augment", type=float, default=None,
                    help="add a fresh draw of this many times each spectrum's own error "
-                   "every epoch (default 0: off)")
+                   "every epoch (default 1; 0: off)")
     p.add_argument("--dropout", type=float, default=None,
                    help="FC dropout (default 0; paper: 0.1)")
+    p.add_argument("--linear-skip", action="store_true", default=None,
+                   help="an architecture option outside the paper: a ridge regression on the "
+                   "pixels added to the network's output, the network trained on its "
+                   "cross-fitted residuals (apogeenet1 only)")
     add_arch_options(p, default="apogeenet1")
     p.add_argument("--flux-norm", choices=("median", "none"), default="median",
                    help="divide each spectrum by its median before the per-pixel "

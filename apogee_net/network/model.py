@@ -48,12 +48,17 @@ class APOGEENet(nn.Module):
     ``dropout``: dropout probability on the two hidden fully connected layers;
     ``npix``: pixels per spectrum (8575 for apStar; the flattened size is
     64·⌊npix/64⌋, i.e. 64·133 for apStar); ``batchnorm``: an OPTION outside the paper,
-    batch normalisation (Ioffe & Szegedy 2015) after each convolution, before its ReLU.
+    batch normalisation (Ioffe & Szegedy 2015) after each convolution, before its ReLU;
+    ``linear_skip``: an OPTION outside the paper, a linear map from the (standardised) input
+    pixels straight to the outputs, added to the network's head (zero at the start), so that
+    the convolutional part learns the residual of a linear model of the pixels (a ridge
+    regression beats the plain network in log g and [Fe/H] on 2,000 emulated spectra,
+    benchmarks/README.md, issue 14).
     Input: ``(batch, in_channels, npix)`` standardised flux; output ``(batch, n_targets)``.
     """
 
     def __init__(self, in_channels: int = 1, n_targets: int = 3, dropout: float = 0.1,
-                 npix: int = APSTAR_NPIX, batchnorm: bool = False):
+                 npix: int = APSTAR_NPIX, batchnorm: bool = False, linear_skip: bool = False):
         super().__init__()
         if npix < 64:
             raise ValueError(f"APOGEENet needs at least 64 pixels per spectrum, got {npix}")
@@ -61,6 +66,8 @@ class APOGEENet(nn.Module):
                             "dropout": float(dropout), "npix": int(npix)}
         if batchnorm:  # only when set: checkpoints of the paper's network are unchanged
             self.arch_kwargs["batchnorm"] = True
+        if linear_skip:
+            self.arch_kwargs["linear_skip"] = True
         self.in_channels, self.n_targets, self.npix = int(in_channels), int(n_targets), int(npix)
         convs, previous = [], in_channels
         for channels in CONV_CHANNELS:
@@ -75,7 +82,12 @@ class APOGEENet(nn.Module):
         self.fc2 = nn.Linear(512, 512)
         self.fc3 = nn.Linear(512, n_targets)
         self.dropout = nn.Dropout(p=dropout)
+        self.skip = None
         self.reset_parameters()
+        if linear_skip:  # made last: the other layers start as in the paper's network
+            self.skip = nn.Linear(in_channels * npix, n_targets)
+            self.skip.requires_grad_(False)  # a fixed map, set before training
+            self.set_linear(torch.zeros_like(self.skip.weight), torch.zeros(n_targets))
 
     def reset_parameters(self) -> None:
         """Kaiming-normal weights (fan-in, ReLU gain; He et al. 2015), zero biases (the
@@ -90,10 +102,20 @@ class APOGEENet(nn.Module):
         nn.init.normal_(self.fc3.weight, std=0.1 / self.fc3.in_features ** 0.5)
         nn.init.zeros_(self.fc3.bias)
 
+    def set_linear(self, coef, intercept) -> None:
+        """Set the fixed linear path (``linear_skip``): outputs ``x · coefᵀ + intercept`` for
+        the flattened input ``x``; ``coef`` (n_targets, in_channels · npix)."""
+        if self.skip is None:
+            raise ValueError("this APOGEENet has no linear_skip path")
+        with torch.no_grad():
+            self.skip.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            self.skip.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels or x.shape[2] != self.npix:
             raise ValueError(f"APOGEENet expects input (batch, {self.in_channels}, {self.npix}), "
                              f"got {tuple(x.shape)}")
+        linear = self.skip(x.flatten(1)) if self.skip is not None else 0.0
         for i, conv in enumerate(self.convs):
             x = conv(x)
             if self.norms is not None:
@@ -104,7 +126,7 @@ class APOGEENet(nn.Module):
         x = x.flatten(1)
         x = F.relu(self.dropout(self.fc1(x)))
         x = F.relu(self.dropout(self.fc2(x)))
-        return self.fc3(x)
+        return self.fc3(x) + linear
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -99,8 +99,9 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
                      progress: bool = True, arch: str = "apogeenet1",
                      photometry=None, schedule: str = "cosine", warmup: float = 1.0,
                      weight_decay: float = 0.0, optimizer: str = "adam",
-                     noise_augment: float = 0.0, augment: str | None = "default",
-                     pixmask_bits=None, restart: bool = False) -> FitResult:
+                     noise_augment: float = 1.0, augment: str | None = "default",
+                     pixmask_bits=None, restart: bool = False,
+                     linear_skip: bool = False) -> FitResult:
     """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
     or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
     ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
@@ -128,6 +129,9 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     the store was ingested with; :mod:`apogee_net.spectra.pixmask`). Both are recorded in
     the model, with the out-of-distribution statistics fitted at the end
     (:mod:`apogee_net.network.ood`; APOGEE Net I).
+    ``linear_skip``: an architecture OPTION outside the paper (``apogeenet1`` only): a fixed
+    ridge regression on the standardised pixels added to the network's output, the network
+    trained on the ridge's cross-fitted residuals (:mod:`apogee_net.network.linear_path`).
     ``resume`` continues ``out/last.pt`` only if it was trained on the same store and labels
     (content fingerprints) with the same options, and refuses otherwise, before any work;
     ``restart`` starts a new run in ``out`` whatever it holds. Impossible labels (±inf,
@@ -149,7 +153,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
         raise ValueError(f"noise_augment must be ≥ 0, got {noise_augment!r}")
     label_columns = list(label_columns)
     key = data_key(store, labels, label_columns=label_columns, flux_norm=flux_norm, arch=arch,
-                   photometry=content_key(photometry), noise_augment=noise_augment)
+                   photometry=content_key(photometry), noise_augment=noise_augment,
+                   **({"linear_skip": True} if linear_skip else {}))
     if resume and (out / LAST_NAME).exists():  # before any work
         check_resumable(out / LAST_NAME, options, {"resume_key": key})
     where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
@@ -190,6 +195,9 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     seed_everything(seed)
     model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
                                  dropout, npix)
+    if linear_skip:
+        model, targets, meta_linear = _linear_skip(arch, store, rows, parts, targets, prep,
+                                                   fixed, seed, dropout, npix)
     meta = {"label_names": label_columns, **prep.to_meta(),
             "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
             "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
@@ -201,6 +209,8 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
             "augment": "none" if augmenter is None else augmenter.describe(),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)",
             "noise_augment": float(noise_augment)}
+    if linear_skip:
+        meta["linear_skip"] = meta_linear
 
     def dataset(name, draws=None):
         idx = parts[name]
@@ -221,6 +231,35 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
         log.info("test split: %s", metrics)
         write_json(out / "test_metrics.json", metrics)
     return result
+
+
+def _linear_skip(arch, store, rows, parts, targets, prep, fixed, seed, dropout, npix):
+    """The ``linear_skip`` model (same initial layers as the plain one, then the ridge path
+    of :func:`apogee_net.network.linear_path.fit_linear_path`) and the training targets
+    shifted by the path's cross-fitting offsets (physical units), and the path's metadata."""
+    from apogee_net.network.linear_path import fit_linear_path, read_inputs
+    from apogee_net.network.model import APOGEENet
+
+    if arch != "apogeenet1":
+        raise ValueError(f"linear_skip is an option of arch apogeenet1, not {arch}")
+    scaler = prep.label_scaler
+    x, z = {}, {}
+    for name in ("train", "dev"):
+        x[name] = read_inputs(store, rows[parts[name]], prep, fixed)
+        z[name] = (targets[parts[name]] - scaler.mean) / scaler.std
+    path = fit_linear_path(x["train"], z["train"], x["dev"], z["dev"], seed=seed)
+    log.info("linear_skip: ridge penalty %g; cross-fitted training residual scatter %s "
+             "(standardised), in-sample %s", path.alpha,
+             np.round((z["train"] - path.offsets - (x["train"] @ path.coef.T + path.intercept)
+                       ).std(0), 4),
+             np.round((z["train"] - (x["train"] @ path.coef.T + path.intercept)).std(0), 4))
+    seed_everything(seed)  # the network's own layers start as the plain model's
+    model = APOGEENet(in_channels=1, n_targets=targets.shape[1], dropout=dropout, npix=npix,
+                      linear_skip=True)
+    model.set_linear(path.coef, path.intercept)
+    targets = np.array(targets, dtype=float)
+    targets[parts["train"]] -= path.offsets * scaler.std
+    return model, targets, path.describe()
 
 
 def predict_dataset(model, dataset, prep: Preprocess, batch_size: int = 256,
