@@ -7,8 +7,10 @@ size ``n`` of ``--sizes`` trains, on the first ``n`` training stars, with the sa
 split (early stopping, ridge penalty) and scores on the same fixed TEST split:
 
 - APOGEE Net through ``train_apogee_net`` (the code behind ``apogee-net train``) with the
-  library defaults (``--recipe default``) or the paper's recipe (``--recipe paper``:
-  constant learning rate, batch 128, dropout 0.1, patience 5, up to 100 epochs);
+  library defaults (``--recipe default``), the same with the ``linear_skip`` architecture
+  option (``--recipe linear_skip``: a ridge path plus the network on its cross-fitted
+  residuals, outside the paper) or the paper's recipe (``--recipe paper``: constant learning
+  rate, batch 128, dropout 0.1, no noise augmentation, patience 5, up to 100 epochs);
 - ridge regression on the same standardised pixels, and the quadratic Cannon on the
   same median-scaled flux (:func:`apogee_net.baselines.store_baselines`),
 
@@ -33,7 +35,7 @@ import torch
 from _common import LABELS, emulator, host_info, print_host, print_table, write_json
 from apogee_net_recovery import draw_labels
 
-RECIPES = {"default": {},
+RECIPES = {"default": {}, "linear_skip": {"linear_skip": True},
            "paper": {"schedule": "constant", "warmup": 0.0, "batch_size": 128, "patience": 5,
                      "dropout": 0.1, "max_epochs": 100, "noise_augment": 0.0,
                      "weight_decay": 0.0, "optimizer": "adam"}}
