@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from apogee_net.spectra import ingest, simulate, store
+from apogee_net.options import IngestOptions
+from apogee_net.spectra import ingest, simulate
 from yso_labels.cli import failure_status
-from yso_labels.core.guards import nonneg_int, pos_int
+from yso_labels.core.guards import nonneg_int
+from yso_labels.core.options import add_dataclass_arguments, from_namespace
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -20,11 +22,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    report = ingest.ingest_apstar(args.inputs, args.out, workers=args.workers,
-                                 progress=not args.no_progress, batch_size=args.batch_size,
-                                 compression=None if args.compression == "none"
-                                 else args.compression, pixmask_bits=args.pixmask_bits,
-                                 restart=args.restart)
+    report = ingest.ingest_apstar(args.inputs, args.out, from_namespace(IngestOptions, args))
     print(f"ingest: {report['n_ingested']} new, {report['n_already_stored']} already stored, "
           f"{report['n_failed']} failed; {report.get('n_rows', 0)} rows in {report['out']} "
           f"({report.get('files_per_s', 0):.1f} files/s)")
@@ -77,17 +75,5 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="SPECTRA",
                    help="apStar/asStar/mwmStar/mwmVisit files, folders, globs")
     p.add_argument("--out", required=True, metavar="STORE.h5", help="the store to write")
-    p.add_argument("--workers", type=nonneg_int, help="reader processes (default min(4, CPUs))")
-    p.add_argument("--batch-size", type=pos_int, default=64, help="rows per write (default 64)")
-    p.add_argument("--compression", choices=("none", "lzf", "gzip"),
-                   default=store.COMPRESSION or "none",
-                   help=f"flux/error compression (default {store.COMPRESSION or 'none'})")
-    p.add_argument("--restart", action="store_true",
-                   help="discard an unfinished STORE.h5.part instead of resuming it")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--pixmask-bits", default="default", metavar="BITS",
-                   help="apStar PIXMASK bits (HDU3) whose pixels are stored as no data: "
-                   "numbers or names, e.g. '0,1,SIG_SKYLINE', 'none', or 'default' ("
-                   "0-10,12,14: bad/cosmic-ray/saturated pixels, sky lines, Littrow ghost, "
-                   "high and medium persistence; chosen on real DR17 files)")
+    add_dataclass_arguments(p, IngestOptions)
     p.set_defaults(func=_cmd_ingest)

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-
-from yso_labels.cli import device_arg, failure_status
-from yso_labels.core.guards import nonneg_int, pos_int
-
-
-def _standard(text: str):
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("weight standard: a number or 'auto'") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from None
+from apogee_net.options import (
+    LamostIngestOptions,
+    LamostPredictOptions,
+    LamostTrainOptions,
+    standard_arg,
+)
+from yso_labels.cli import failure_status
+from yso_labels.core.guards import nonneg_int
+from yso_labels.core.options import add_dataclass_arguments, from_namespace
 
 
 def _cmd_ingest(args) -> int:
     from apogee_net.lamost.ingest import ingest_lamost
 
-    report = ingest_lamost(args.inputs, args.out, workers=args.workers,
-                           batch_size=args.batch_size, L=args.L,
-                           reject_cosmics=not args.keep_cosmics, max_cosmic=args.max_cosmic,
-                           min_valid_fraction=args.min_valid_fraction,
-                           overwrite=args.overwrite, progress=not args.no_progress,
-                           restart=args.restart)
+    report = ingest_lamost(args.inputs, args.out, from_namespace(LamostIngestOptions, args))
     print(f"lamost ingest: {report['n_ingested']} new, {report['n_already_stored']} already "
           f"stored, {report['n_failed']} skipped; {report['n_rows']} rows in {report['out']}")
     for failure in report["failures"][:20]:
@@ -59,15 +42,8 @@ def _cmd_train(args) -> None:
     from apogee_net.cli.core import print_fit
     from apogee_net.lamost.training import train_lamost
 
-    result = train_lamost(args.store, args.labels, args.out, max_epochs=args.max_epochs,
-                          batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                          dropout=args.dropout, filters=args.filters, kernel=args.kernel,
-                          pool=args.pool, hidden=args.hidden, weights=args.weights,
-                          weight_standard=args.weight_standard, device=args.device,
-                          seed=args.seed, resume=args.resume, amp=args.amp,
-                          restart=args.restart,
-                          workers=args.workers, progress=not args.no_progress,
-                          weight_norm=args.weight_norm)
+    result = train_lamost(args.store, args.labels, args.out,
+                          from_namespace(LamostTrainOptions, args))
     print_fit(result)
 
 
@@ -75,10 +51,8 @@ def _cmd_predict(args) -> int:
     from apogee_net.cli.core import unreadable_status
     from apogee_net.lamost.predict import predict_lamost
 
-    path = predict_lamost(args.model, args.inputs, args.out, passes=args.passes,
-                          device=args.device, batch_size=args.batch_size, seed=args.seed,
-                          chunk_size=args.chunk_size, progress=not args.no_progress,
-                          restart=args.restart)
+    path = predict_lamost(args.model, args.inputs, args.out,
+                          from_namespace(LamostPredictOptions, args))
     print(f"wrote {path}")
     return unreadable_status("lamost predict", path)
 
@@ -97,20 +71,7 @@ def register(sub) -> None:
                         "smoothing continuum; resumable.")
     p.add_argument("inputs", nargs="+", metavar="SPECTRA", help="FITS files, folders, globs")
     p.add_argument("--out", required=True, metavar="STORE.h5")
-    p.add_argument("--workers", type=nonneg_int, help="reader processes (default min(4, CPUs))")
-    p.add_argument("--batch-size", type=pos_int, default=64, help="rows per write (default 64)")
-    p.add_argument("--L", type=float, default=50.0, help="continuum Gaussian sigma in A "
-                   "(Li et al.: 50)")
-    p.add_argument("--max-cosmic", type=nonneg_int, default=20,
-                   help="reject spectra with more cosmic-ray pixels (default 20)")
-    p.add_argument("--keep-cosmics", action="store_true", help="no cosmic-ray masking")
-    p.add_argument("--min-valid-fraction", type=float, default=0.5,
-                   help="reject spectra with fewer valid grid pixels (default 0.5)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="build a new store; it replaces STORE.h5 only once complete")
-    p.add_argument("--restart", action="store_true",
-                   help="discard an unfinished STORE.h5.part instead of resuming it")
-    p.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(p, LamostIngestOptions)
     p.set_defaults(func=_cmd_ingest)
 
     p = cmds.add_parser("labels", help="training label table: cross-match, label treatment, "
@@ -130,7 +91,7 @@ def register(sub) -> None:
     p.add_argument("--keep-incomplete", action="store_true",
                    help="keep stars without Teff, log g, [Fe/H] or [M/H] (paper: dropped)")
     p.add_argument("--weights", choices=("feh", "none"), default="feh")
-    p.add_argument("--weight-standard", type=_standard, default=410.0,
+    p.add_argument("--weight-standard", type=standard_arg, default=410.0,
                    help="stars per bin of the weight standard (paper: 410) or 'auto'")
     p.add_argument("--uncovered-weight", choices=("error", "one"), default="error",
                    help="stars outside the weight table: stop (default) or weight 1")
@@ -151,29 +112,7 @@ def register(sub) -> None:
     p.add_argument("--store", required=True)
     p.add_argument("--labels", required=True, help="table from `apogee-net lamost labels`")
     p.add_argument("--out", required=True, metavar="RUNDIR")
-    p.add_argument("--max-epochs", type=pos_int, default=100)
-    p.add_argument("--batch-size", type=pos_int, default=64, help="(astroNN: 64)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=pos_int, default=5)
-    p.add_argument("--dropout", type=float, default=0.2, help="MC dropout rate (astroNN 0.2)")
-    p.add_argument("--filters", type=_ints, default=[4, 8, 8], help="three conv widths")
-    p.add_argument("--kernel", type=pos_int, default=8)
-    p.add_argument("--pool", type=pos_int, default=4)
-    p.add_argument("--hidden", type=_ints, default=[196, 96], help="two FC sizes")
-    p.add_argument("--weights", choices=("column", "feh", "none"), default="column",
-                   help="sample weights: the table's (default), rebuilt from [Fe/H], none")
-    p.add_argument("--weight-standard", type=_standard, default=410.0)
-    p.add_argument("--weight-norm", choices=("batch", "sum_w"), default="batch",
-                   help="per-batch loss: mean of w*l (default; astroNN/Keras, as Li et al.) "
-                   "or sum(w*l)/sum(w)")
-    p.add_argument("--device", type=device_arg, default="auto")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue RUNDIR/last.pt (same "
-                   "store, labels and options only)")
-    p.add_argument("--restart", action="store_true", help="start a new run in RUNDIR")
-    p.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
-    p.add_argument("--workers", type=nonneg_int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(p, LamostTrainOptions)
     p.set_defaults(func=_cmd_train)
 
     p = cmds.add_parser("predict", help="MC-dropout catalogue",
@@ -182,13 +121,5 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="stores, FITS files, folders")
     p.add_argument("--model", required=True, help="RUNDIR/model.pt")
     p.add_argument("--out", required=True, metavar="CATALOG.fits")
-    p.add_argument("--passes", type=pos_int, default=100, help="MC-dropout passes (paper: 100)")
-    p.add_argument("--device", type=device_arg, default="auto")
-    p.add_argument("--batch-size", type=pos_int, default=None,
-                   help="rows per forward call (default 128 CPU, 8192 GPU)")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--chunk-size", type=pos_int, default=1024)
-    p.add_argument("--restart", action="store_true",
-                   help="discard the finished parts of an interrupted run (OUT.parts/)")
-    p.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(p, LamostPredictOptions)
     p.set_defaults(func=_cmd_predict)

@@ -44,11 +44,13 @@ from apogee_net.inference.uncertainty import (
 from apogee_net.network import ood
 from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
 from apogee_net.network.published import preprocess_from_meta
+from apogee_net.options import PredictOptions
 from apogee_net.spectra.pixels import valid_pixels
 from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
 from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.guards import check_ints, check_outputs, fingerprint
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.shards import Shards
 from yso_labels.core.tables import provenance, quiet_units, write_table
@@ -413,13 +415,12 @@ def model_pixmask_bits(lm: LoadedModel, pixmask_bits=None) -> tuple[int, ...]:
     return parse_pixmask_bits(lm.checkpoint["meta"].get("pixmask_bits"))
 
 
-def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
-                    device: str = "auto", batch_size: int | None = None, seed: int = 0,
-                    chunk_size: int = 1024, workers: int = 4, progress: bool = True,
-                    hot: str = "flag", visits: bool = False, arch: str | None = None,
-                    photometry=None, pixmask_bits=None, restart: bool = False) -> Path:
+def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None = None,
+                    **kwargs) -> Path:
     """Predict labels with uncertainties for every spectrum of ``inputs`` (stores, apStar
     files, directories) with the checkpoint ``model`` and write the FITS catalogue ``out``.
+    The options are :class:`apogee_net.options.PredictOptions`, given as ``options`` or as
+    keyword arguments of the same names; the keywords override ``options``.
 
     ``realizations``: perturbed copies per spectrum (0: plain prediction, NaN errors);
     ``batch_size``: rows per forward pass (default 32 on CPU, 2048 on GPU);
@@ -440,57 +441,59 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
     ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: the model's;
     :mod:`apogee_net.spectra.pixmask`).
     """
-    if hot not in HOT_POLICIES:
-        raise ValueError(f"hot must be one of {HOT_POLICIES}, got {hot!r}")
-    check_ints(realizations=(realizations, 0), batch_size=(batch_size, 1),
-               chunk_size=(chunk_size, 1), workers=(workers, 0), seed=(seed, 0))
+    o = resolve_options(PredictOptions, options, kwargs)
+    if o.hot not in HOT_POLICIES:
+        raise ValueError(f"hot must be one of {HOT_POLICIES}, got {o.hot!r}")
+    check_ints(realizations=(o.realizations, 0), batch_size=(o.batch_size, 1),
+               chunk_size=(o.chunk_size, 1), workers=(o.workers, 0), seed=(o.seed, 0))
     check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
-    dev = resolve_device(device)
+    dev = resolve_device(o.device)
     lm = load_model(model, device=dev)
-    check_realizations(realizations, lm.npix, dev)
+    check_realizations(o.realizations, lm.npix, dev)
     from apogee_net.network.apogeenet2 import check_arch
     from apogee_net.network.photometry import PhotometryTable
 
-    check_arch(arch, lm.model, f"model checkpoint {lm.path}")
+    check_arch(o.arch, lm.model, f"model checkpoint {lm.path}")
     uses_phot = getattr(lm.model, "n_phot", 0) > 0
-    phot = PhotometryTable(photometry) if uses_phot and photometry is not None else None
-    if photometry is not None and not uses_phot:
+    phot = PhotometryTable(o.photometry) if uses_phot and o.photometry is not None else None
+    if o.photometry is not None and not uses_phot:
         log.warning("--photometry ignored: %s is an APOGEE Net I model", lm.path)
-    batch_size = batch_size or default_chunk_rows(dev)
-    chunks = plan_chunks(inputs, chunk_size, visits=visits)
-    bits = model_pixmask_bits(lm, pixmask_bits)
-    options = {"realizations": realizations, "seed": seed, "batch_size": batch_size,
-               "chunk_size": chunk_size, "device": str(dev), "hot": hot,
-               "teff_max": TEFF_MAX, "visits": visits, "arch": arch,
-               "photometry": None if phot is None else (phot.path or "table"),
-               "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
-               "pixmask_bits": format_bits(bits)}
-    manifest = {"model_sha256": lm.sha256, "realizations": realizations, "seed": seed,
-                "chunk_size": chunk_size, "device": dev.type, "hot": hot, "visits": visits,
+    batch_size = o.batch_size or default_chunk_rows(dev)
+    chunks = plan_chunks(inputs, o.chunk_size, visits=o.visits)
+    bits = model_pixmask_bits(lm, o.pixmask_bits)
+    recorded = {"realizations": o.realizations, "seed": o.seed, "batch_size": batch_size,
+                "chunk_size": o.chunk_size, "device": str(dev), "hot": o.hot,
+                "teff_max": TEFF_MAX, "visits": o.visits, "arch": o.arch,
+                "photometry": None if phot is None else (phot.path or "table"),
+                "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
+                "pixmask_bits": format_bits(bits)}
+    manifest = {"model_sha256": lm.sha256, "realizations": o.realizations, "seed": o.seed,
+                "chunk_size": o.chunk_size, "device": dev.type, "hot": o.hot,
+                "visits": o.visits,
                 "photometry_sha256": None if phot is None else _sha(phot.values),
                 "pixmask_bits": list(bits)}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
-    meta = provenance("apogee-net predict", options, MODEL=str(lm.path),
+    meta = provenance("apogee-net predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
-                      LABELS=",".join(lm.label_names), NREAL=realizations, FLAGBITS=flag_doc,
+                      LABELS=",".join(lm.label_names), NREAL=o.realizations, FLAGBITS=flag_doc,
                       METHOD=_method(lm),
                       PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
                       **sigma_header(lm))
 
     def predict_fn(data, offset):
-        table = catalog_rows(lm, data, realizations, seed, offset, batch_size)
-        if visits:  # the same columns in every part (stores hold combined spectra)
+        table = catalog_rows(lm, data, o.realizations, o.seed, offset, batch_size)
+        if o.visits:  # the same columns in every part (stores hold combined spectra)
             if "visit" not in table.colnames:
                 table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan
         else:  # mwmStar/mwmVisit rows come with them; the option decides
             table.remove_columns([c for c in ("visit", "mjd") if c in table.colnames])
-        if hot == "drop":
+        if o.hot == "drop":
             table = table[(np.asarray(table["flags"]) & flag_value("HOT")) == 0]
         return table
 
     def read_fn(chunk):
-        data = read_chunk(chunk, lm.npix, workers, bits)
+        data = read_chunk(chunk, lm.npix, o.workers, bits)
         if getattr(lm.preprocess, "raw_flux", False):
             data = raw_spectra(data, chunk)  # the peers read apStar row 0 as stored
         if uses_phot:
@@ -498,7 +501,7 @@ def predict_catalog(model, inputs: Sequence, out, realizations: int = 100,
                                else np.full((len(data), 7), np.nan))
         return data
 
-    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress,
-                          restart=restart)
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, o.progress,
+                          restart=o.restart)
     log.info("wrote %s (%d chunk(s))", path, len(chunks))
     return path

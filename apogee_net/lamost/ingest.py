@@ -33,8 +33,10 @@ import numpy as np
 from apogee_net.lamost import preprocess
 from apogee_net.lamost.io import find_lamost_files, read_lamost
 from apogee_net.lamost.preprocess import lamost_grid, prepare_spectrum
+from apogee_net.options import LamostIngestOptions
 from apogee_net.spectra.ingest import ingest_files, ingest_parts_path
 from apogee_net.spectra.store import StoreWriter, part_path
+from yso_labels.core.options import resolve_options
 from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
@@ -65,33 +67,34 @@ def prepare_file(path: str, L: float = 50.0, reject_cosmics: bool = True,
                   sp.dec), None
 
 
-def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
-                  batch_size: int = 64, L: float = 50.0, reject_cosmics: bool = True,
-                  max_cosmic: int = 20, min_valid_fraction: float = 0.5,
-                  overwrite: bool = False, progress: bool = True,
-                  restart: bool = False) -> dict:
+def ingest_lamost(inputs, out: str | os.PathLike, options: LamostIngestOptions | None = None,
+                  **kwargs) -> dict:
     """Ingest LAMOST LRS files (files, directories searched recursively, globs) into ``out``.
 
-    ``workers``: reader processes (default min(4, CPUs); 0/1: this process); ``L``: the
-    continuum's Gaussian sigma (Å); ``max_cosmic``: cosmic-ray pixels above which a spectrum
-    is rejected; ``min_valid_fraction``: of the 4501 grid pixels. A rerun resumes an
-    interrupted ingest or appends new files (stored sources are skipped); ``restart``
-    discards an unfinished ``out.part`` instead; ``overwrite`` builds a new store that
-    replaces ``out`` only once it is complete (a failed run leaves the old one intact).
-    Returns a report (counts, failures with reasons, rows, files per second).
+    The options are :class:`apogee_net.options.LamostIngestOptions`, given as ``options`` or
+    as keyword arguments of the same names. ``workers``: reader processes (default min(4,
+    CPUs); 0/1: this process); ``L``: the continuum's Gaussian sigma (Å); ``max_cosmic``:
+    cosmic-ray pixels above which a spectrum is rejected; ``min_valid_fraction``: of the
+    4501 grid pixels. A rerun resumes an interrupted ingest or appends new files (stored
+    sources are skipped); ``restart`` discards an unfinished ``out.part`` instead;
+    ``overwrite`` builds a new store that replaces ``out`` only once it is complete (a
+    failed run leaves the old one intact). Returns a report (counts, failures with reasons,
+    rows, files per second).
     """
     from yso_labels.core.guards import check_ints, check_outputs
 
+    o = resolve_options(LamostIngestOptions, options, kwargs)
     t0 = time.perf_counter()
-    check_ints(workers=(workers, 0), batch_size=(batch_size, 1), max_cosmic=(max_cosmic, 0))
+    check_ints(workers=(o.workers, 0), batch_size=(o.batch_size, 1),
+               max_cosmic=(o.max_cosmic, 0))
     check_outputs([out, part_path(out), ingest_parts_path(out)], inputs)
     files = [str(f) for f in find_lamost_files(inputs)]  # resolved; raises if none
-    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = min(4, os.cpu_count() or 1) if o.workers is None else int(o.workers)
     out = Path(out)
-    options = {"L": L, "reject_cosmics": reject_cosmics, "max_cosmic": max_cosmic,
-               "min_valid_fraction": min_valid_fraction,
-               "grid": [preprocess.GRID_START, preprocess.GRID_STOP, preprocess.GRID_STEP]}
-    meta = provenance("apogee-net lamost ingest", options,
+    recorded = {"L": o.L, "reject_cosmics": o.reject_cosmics, "max_cosmic": o.max_cosmic,
+                "min_valid_fraction": o.min_valid_fraction,
+                "grid": [preprocess.GRID_START, preprocess.GRID_STOP, preprocess.GRID_STEP]}
+    meta = provenance("apogee-net lamost ingest", recorded,
                       METHOD="Li et al. sec 2.2: rest frame, 4000-8500 A at 1 A, flux-"
                       "conserving rebin, The Cannon Gaussian-smoothing continuum",
                       FLUX="f/cont (NaN where ivar=0)", ERROR="1/sqrt(ivar cont^2)",
@@ -101,14 +104,14 @@ def ingest_lamost(inputs, out: str | os.PathLike, workers: int | None = None,
                       "stellar emission lines spared")
     grid = lamost_grid()
     new_writer = partial(StoreWriter, npix=grid.size, wavelength=grid, kind="lamost",
-                         meta=meta, settings=options)
+                         meta=meta, settings=recorded)
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0,
               "n_ingested": 0, "n_failed": 0, "failures": [], "workers": workers}
-    fn = partial(prepare_file, L=L, reject_cosmics=reject_cosmics, max_cosmic=max_cosmic,
-                 min_valid_fraction=min_valid_fraction)
-    ingest_files(new_writer, out, files, fn, report, workers=workers, batch_size=batch_size,
-                 progress=progress, desc="lamost ingest", restart=restart,
-                 overwrite=overwrite)
+    fn = partial(prepare_file, L=o.L, reject_cosmics=o.reject_cosmics,
+                 max_cosmic=o.max_cosmic, min_valid_fraction=o.min_valid_fraction)
+    ingest_files(new_writer, out, files, fn, report, workers=workers, batch_size=o.batch_size,
+                 progress=o.progress, desc="lamost ingest", restart=o.restart,
+                 overwrite=o.overwrite)
     n_read = len(files) - report["n_already_stored"]
     seconds = time.perf_counter() - t0
     report.update(seconds=seconds, files_per_s=n_read / seconds if seconds > 0 else 0.0)

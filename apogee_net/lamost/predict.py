@@ -41,8 +41,10 @@ from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
 from apogee_net.network import ood
+from apogee_net.options import LamostPredictOptions
 from apogee_net.spectra.pixels import valid_pixels
 from yso_labels.core.guards import check_ints, check_outputs
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.tables import provenance
 
@@ -127,40 +129,41 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
     return table
 
 
-def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str = "auto",
-                   batch_size: int | None = None, seed: int = 0, chunk_size: int = 1024,
-                   progress: bool = True, restart: bool = False) -> Path:
+def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = None,
+                   **kwargs) -> Path:
     """MC-dropout catalogue ``out`` (FITS) for LAMOST ``inputs`` (stores, FITS files or
     directories) with the checkpoint ``model`` written by :func:`~.training.train_lamost`.
 
-    ``passes``: MC-dropout passes (Li et al.: 100); ``batch_size``: rows per forward call
-    (spectra × passes; default 128 on CPU, 8192 on a GPU); ``chunk_size``: spectra per
-    resumable part.
+    The options are :class:`apogee_net.options.LamostPredictOptions`, given as ``options``
+    or as keyword arguments of the same names. ``passes``: MC-dropout passes (Li et al.:
+    100); ``batch_size``: rows per forward call (spectra × passes; default 128 on CPU, 8192
+    on a GPU); ``chunk_size``: spectra per resumable part.
     """
-    check_ints(passes=(passes, 1), batch_size=(batch_size, 1), chunk_size=(chunk_size, 1),
-               seed=(seed, 0))
+    o = resolve_options(LamostPredictOptions, options, kwargs)
+    check_ints(passes=(o.passes, 1), batch_size=(o.batch_size, 1),
+               chunk_size=(o.chunk_size, 1), seed=(o.seed, 0))
     check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
-    dev = resolve_device(device)
+    dev = resolve_device(o.device)
     lm = load_model(model, device=dev, expect=BayesianCNN)
-    check_realizations(passes, lm.npix, dev, name="passes")
+    check_realizations(o.passes, lm.npix, dev, name="passes")
     if lm.checkpoint["meta"].get("model_kind") != "lamost-bcnn":
         raise ValueError(f"model checkpoint {model}: not a LAMOST Bayesian CNN (train it "
                          "with `apogee-net lamost train`)")
-    batch_size = batch_size or default_max_rows(dev)
-    chunks = plan_chunks(inputs, chunk_size)
+    batch_size = o.batch_size or default_max_rows(dev)
+    chunks = plan_chunks(inputs, o.chunk_size)
 
     def read_fn(chunk):
         if "store" in chunk:
             return read_chunk(chunk, lm.npix)
         return read_lamost_chunk(chunk["files"], lm.npix)
 
-    options = {"passes": passes, "seed": seed, "batch_size": batch_size,
-               "chunk_size": chunk_size, "device": str(dev)}
-    manifest = {"model_sha256": lm.sha256, "passes": passes, "seed": seed,
-                "batch_size": batch_size, "chunk_size": chunk_size, "device": dev.type}
-    meta = provenance("apogee-net lamost predict", options, MODEL=str(lm.path),
+    recorded = {"passes": o.passes, "seed": o.seed, "batch_size": batch_size,
+                "chunk_size": o.chunk_size, "device": str(dev)}
+    manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed,
+                "batch_size": batch_size, "chunk_size": o.chunk_size, "device": dev.type}
+    meta = provenance("apogee-net lamost predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
-                      LABELS=",".join(lm.label_names), PASSES=passes,
+                      LABELS=",".join(lm.label_names), PASSES=o.passes,
                       FLAGBITS="; ".join(f"{v[0]}={k}" for k, v in FLAGS.items()),
                       METHOD="Li et al. MC dropout: mean of T passes; err = sqrt(var over "
                       "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
@@ -169,9 +172,9 @@ def predict_lamost(model, inputs, out, passes: int = DEFAULT_PASSES, device: str
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model")
 
     def predict_fn(data, offset):
-        return predict_arrays(lm, data, passes, seed, offset, batch_size)
+        return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size)
 
-    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, progress,
-                          restart=restart)
+    path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, o.progress,
+                          restart=o.restart)
     log.info("wrote %s (%d chunk(s))", path, len(chunks))
     return path

@@ -36,6 +36,7 @@ from apogee_net.lamost.labels import (
     weight_table,
 )
 from apogee_net.network import ood
+from apogee_net.options import LamostTrainOptions
 from yso_labels.core import distributed
 from yso_labels.core.runtime import seed_everything
 from yso_labels.core.sanity import check_labels
@@ -239,27 +240,21 @@ def _check_weights(joined: Table, rows_mask: np.ndarray) -> np.ndarray:
     return w
 
 
-def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64,
-                 lr: float = 1e-3, patience: int = 5, dropout: float = 0.2,
-                 filters=(4, 8, 8), kernel: int = 8, pool: int = 4, hidden=(196, 96),
-                 weights: str = "column", weight_standard: float | str = WEIGHT_STANDARD,
-                 device: str = "auto", seed: int = 0, resume: bool = False, amp: bool = False,
-                 workers: int = 0, progress: bool = True, weight_norm: str = "batch",
-                 restart: bool = False):
+def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, **kwargs):
     """Train the LAMOST Bayesian CNN on ``store`` with the label table ``labels`` (path or
     Table from :func:`build_training_labels`: ``spec_id, <14 labels>, <label>_err, split,
     source`` and ``weight`` unless ``weights`` is ``feh`` or ``none``; a table keyed by
     ``apogee_id``, as written before ``spec_id``, is read too).
 
-    ``weights``: ``column`` (the table's weights; every train/dev star must have one),
-    ``feh`` (rebuild the §2.2.2 table from the training split) or ``none``.
-    ``weight_norm``: ``batch`` (default; each batch's loss is the mean of wᵢlᵢ, as astroNN's
-    ``weighted_loss`` under Keras' ``SUM_OVER_BATCH_SIZE`` reduction, with which Li et al.
-    trained) or ``sum_w`` (Σwᵢlᵢ/Σwᵢ, which divides out part of the up-weighting of a batch
-    that holds metal-poor stars). Stars with no
-    label at all are left out (counted in the log). Writes ``out/model.pt`` (best dev
-    loss, with the OOD statistics ``meta["ood"]``), ``last.pt`` (resume) and
-    ``train_log.csv``; returns the
+    The options are :class:`apogee_net.options.LamostTrainOptions`, given as ``options`` or
+    as keyword arguments of the same names. ``weights``: ``column`` (the table's weights;
+    every train/dev star must have one), ``feh`` (rebuild the §2.2.2 table from the training
+    split) or ``none``. ``weight_norm``: ``batch`` (default; each batch's loss is the mean
+    of wᵢlᵢ, as astroNN's ``weighted_loss`` under Keras' ``SUM_OVER_BATCH_SIZE`` reduction,
+    with which Li et al. trained) or ``sum_w`` (Σwᵢlᵢ/Σwᵢ, which divides out part of the
+    up-weighting of a batch that holds metal-poor stars). Stars with no label at all are
+    left out (counted in the log). Writes ``out/model.pt`` (best dev loss, with the OOD
+    statistics ``meta["ood"]``), ``last.pt`` (resume) and ``train_log.csv``; returns the
     :class:`apogee_net.network.train.FitResult`. ``resume`` continues ``last.pt`` only if it
     was trained on the same store, labels and options (content fingerprints); ``restart``
     starts a new run in ``out`` instead.
@@ -269,17 +264,17 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     from apogee_net.network.train import data_key, fit_flux_scaler
     from apogee_net.spectra.dataset import SpectraDataset, join_labels
     from apogee_net.spectra.store import open_store
+    from yso_labels.core.options import narrow, resolve_options
     from yso_labels.core.scaling import Standardiser
     from yso_labels.core.training import LAST_NAME, TrainOptions, check_resumable, fit
 
-    resume = resume and not restart
+    o = resolve_options(LamostTrainOptions, options, kwargs)
+    weights, weight_standard = o.weights, o.weight_standard
     key = data_key(store, labels, weights=weights, weight_standard=weight_standard,
-                   filters=list(filters), kernel=kernel, pool=pool, hidden=list(hidden))
-    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
-                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
-                           workers=workers, resume=resume, progress=progress,
-                           weight_norm=weight_norm)
-    if resume and (Path(out) / LAST_NAME).exists():  # before any work
+                   filters=list(o.filters), kernel=o.kernel, pool=o.pool,
+                   hidden=list(o.hidden))
+    options = narrow(TrainOptions, o, resume=o.resume and not o.restart)
+    if options.resume and (Path(out) / LAST_NAME).exists():  # before any work
         check_resumable(Path(out) / LAST_NAME, options, {"resume_key": key})
     columns = [*LABELS, *ERR_COLUMNS]
     table = labels if isinstance(labels, Table) else read_table(labels, what="label table")
@@ -334,9 +329,9 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     targets = np.hstack([values, np.where(np.isfinite(errs), errs, 0.0)])
     train_set = SpectraDataset(store, rows[train], targets[train], w[train])
     dev_set = SpectraDataset(store, rows[dev], targets[dev], w[dev]) if dev.any() else None
-    seed_everything(seed)  # the initial weights depend on the seed only
-    model = BayesianCNN(n_targets=len(LABELS), npix=npix, filters=filters, kernel=kernel,
-                        pool=pool, hidden=hidden, dropout=dropout)
+    seed_everything(o.seed)  # the initial weights depend on the seed only
+    model = BayesianCNN(n_targets=len(LABELS), npix=npix, filters=o.filters, kernel=o.kernel,
+                        pool=o.pool, hidden=o.hidden, dropout=o.dropout)
     with warnings.catch_warnings():  # a label without any training value: range NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         lrange = [np.nanmin(values[train], axis=0).tolist(),
@@ -359,5 +354,5 @@ def train_lamost(store, labels, out, max_epochs: int = 100, batch_size: int = 64
     if result.model_path is not None and distributed.is_main_process():
         # the OOD score of apogee_net.network.ood (as APOGEE Net): fitted on dev, in model.pt
         ood.attach_ood(result.model_path, model, preprocess, train_set, dev_set,
-                       seed=seed)
+                       seed=o.seed)
     return result

@@ -17,6 +17,7 @@ from apogee_net.network import ood
 from apogee_net.network.apogeenet2 import build_for_arch
 from apogee_net.network.model import LABEL_NAMES, Preprocess, scale_flux
 from apogee_net.network.photometry import WithPhotometry, labelled_photometry
+from apogee_net.options import ApogeeTrainOptions
 from apogee_net.spectra.apstar import NPIX
 from apogee_net.spectra.augment import AugmentedDataset, resolve_augment
 from apogee_net.spectra.dataset import SpectraDataset, join_labels, read_rows
@@ -25,6 +26,7 @@ from apogee_net.spectra.store import open_store, store_pixmask_bits
 from yso_labels.core import distributed
 from yso_labels.core.atomic import write_json
 from yso_labels.core.guards import content_key, fingerprint
+from yso_labels.core.options import narrow, resolve_options
 from yso_labels.core.runtime import resolve_device, seed_everything
 from yso_labels.core.sanity import check_labels
 from yso_labels.core.scaling import Moments, Standardiser
@@ -91,20 +93,13 @@ def data_key(store, labels, **settings) -> dict:
             **settings}
 
 
-def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int = 32,
-                     lr: float = 1e-3, patience: int = 10, device: str = "auto", seed: int = 0,
-                     resume: bool = False, amp: bool = False, workers: int = 0,
-                     dropout: float = 0.0, flux_norm: str = "median",
-                     label_columns: Sequence[str] = LABEL_NAMES,
-                     progress: bool = True, arch: str = "apogeenet1",
-                     photometry=None, schedule: str = "cosine", warmup: float = 1.0,
-                     weight_decay: float = 0.0, optimizer: str = "adam",
-                     noise_augment: float = 1.0, augment: str | None = "default",
-                     pixmask_bits=None, restart: bool = False,
-                     linear_skip: bool = False) -> FitResult:
+def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = None,
+                     **kwargs) -> FitResult:
     """Train APOGEE Net on the spectra of ``store`` with the labels table ``labels`` (path
     or Table with ``apogee_id, logg, teff, fe_h, split, source``), writing ``out/model.pt``,
-    ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``.
+    ``out/last.pt``, ``out/train_log.csv`` and ``out/test_metrics.json``. The options are
+    :class:`apogee_net.options.ApogeeTrainOptions`, given as ``options`` or as keyword
+    arguments of the same names (``max_epochs=3``); the keywords override ``options``.
 
     Targets are standardised with the training split's mean and std (§3.1, stored in the
     checkpoint with the per-pixel flux standardisation and the training label range);
@@ -122,7 +117,7 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     ``batch_size=128, schedule="constant", warmup=0, dropout=0.1, noise_augment=0,
     patience=5, max_epochs=100``. ``warmup`` is cut to leave at least one epoch after it
     (a one-epoch run has none). ``schedule``, ``warmup``, ``weight_decay``, ``optimizer``: see
-    :class:`yso_labels.core.training.TrainOptions`; ``noise_augment``: scale of the fresh
+    :class:`yso_labels.core.options.TrainOptions`; ``noise_augment``: scale of the fresh
     noise added to each training spectrum every epoch (:class:`NoiseAugment`; 0: none).
     ``augment``: real-instrument systematics drawn onto the training (new draws every
     epoch) and dev (fixed draws) spectra, :mod:`apogee_net.spectra.augment`: ``"default"``
@@ -139,25 +134,21 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     ``restart`` starts a new run in ``out`` whatever it holds. Impossible labels (±inf,
     outside :data:`yso_labels.core.sanity.LABEL_RANGES`) are refused before any epoch.
     """
+    o = resolve_options(ApogeeTrainOptions, options, kwargs)
     out = Path(out)
-    if restart:
-        resume = False
-    elif (out / BEST_NAME).exists() and not resume:
+    if not o.restart and (out / BEST_NAME).exists() and not o.resume:
         raise FileExistsError(f"{out} already holds a run ({BEST_NAME}); pass --resume to "
                               "continue it, --restart to replace it, or choose another --out")
-    options = TrainOptions(batch_size=batch_size, lr=lr, dropout=dropout, patience=patience,
-                           max_epochs=max_epochs, seed=seed, device=device, amp=amp,
-                           workers=workers, resume=resume, progress=progress,
-                           schedule=schedule, warmup=min(warmup, max(0.0, max_epochs - 1.0)),
-                           weight_decay=weight_decay,
-                           optimizer=optimizer)
+    options = narrow(TrainOptions, o, resume=o.resume and not o.restart)
+    seed, arch, photometry, flux_norm, noise_augment = (o.seed, o.arch, o.photometry,
+                                                        o.flux_norm, o.noise_augment)
     if not noise_augment >= 0:
         raise ValueError(f"noise_augment must be ≥ 0, got {noise_augment!r}")
-    label_columns = list(label_columns)
+    label_columns = list(o.label_columns or LABEL_NAMES)
     key = data_key(store, labels, label_columns=label_columns, flux_norm=flux_norm, arch=arch,
                    photometry=content_key(photometry), noise_augment=noise_augment,
-                   **({"linear_skip": True} if linear_skip else {}))
-    if resume and (out / LAST_NAME).exists():  # before any work
+                   **({"linear_skip": True} if o.linear_skip else {}))
+    if options.resume and (out / LAST_NAME).exists():  # before any work
         check_resumable(out / LAST_NAME, options, {"resume_key": key})
     where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
     rows, joined, report = join_labels(store, labels, label_columns=label_columns)
@@ -177,14 +168,14 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
         npix = int(h5["flux"].shape[1])
         wave = np.asarray(h5["wavelength"][[0, -1]], float)
         stored_bits = store_pixmask_bits(h5.attrs)
-    bits = parse_pixmask_bits(pixmask_bits if pixmask_bits is not None else stored_bits)
+    bits = parse_pixmask_bits(o.pixmask_bits if o.pixmask_bits is not None else stored_bits)
     if stored_bits is not None and set(bits) - set(stored_bits):
         log.warning("store %s was ingested with pixmask bits %s: bits %s are applied to the "
                     "augmentation and at prediction only (re-ingest to apply them to the "
                     "training spectra)", store, format_bits(stored_bits),
                     format_bits(set(bits) - set(stored_bits)))
-    augmenter = resolve_augment(augment, bits) if npix == NPIX else None
-    if npix != NPIX and str(augment).lower() != "none":
+    augmenter = resolve_augment(o.augment, bits) if npix == NPIX else None
+    if npix != NPIX and str(o.augment).lower() != "none":
         log.warning("store %s has %d pixels, not the apStar grid's %d: no augmentation",
                     store, npix, NPIX)
     fixed = None
@@ -196,10 +187,10 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
     flux_scaler = fit_flux_scaler(store, rows[parts["train"]], flux_norm, transform=fixed)
     seed_everything(seed)
     model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
-                                 dropout, npix)
-    if linear_skip:
+                                 o.dropout, npix)
+    if o.linear_skip:
         model, targets, meta_linear = _linear_skip(arch, store, rows, parts, targets, prep,
-                                                   fixed, seed, dropout, npix)
+                                                   fixed, seed, o.dropout, npix)
     meta = {"label_names": label_columns, **prep.to_meta(),
             "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
             "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
@@ -211,7 +202,7 @@ def train_apogee_net(store, labels, out, max_epochs: int = 30, batch_size: int =
             "augment": "none" if augmenter is None else augmenter.describe(),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)",
             "noise_augment": float(noise_augment)}
-    if linear_skip:
+    if o.linear_skip:
         meta["linear_skip"] = meta_linear
 
     def dataset(name, draws=None):

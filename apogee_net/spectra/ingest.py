@@ -13,12 +13,12 @@ import time
 from functools import partial
 from pathlib import Path
 
+from apogee_net.options import IngestOptions
 from apogee_net.spectra.apstar import NPIX, apstar_wavelength, read_apstar
 from apogee_net.spectra.inputs import expand_inputs
 from apogee_net.spectra.mwm import MWM_PREFIXES, is_mwm_name, read_mwm, row_source, split_row_source
 from apogee_net.spectra.pixmask import apply_pixmask, format_bits, parse_pixmask_bits
 from apogee_net.spectra.store import (
-    COMPRESSION,
     StoreWriter,
     decode_strings,
     duplicate_ids,
@@ -27,6 +27,7 @@ from apogee_net.spectra.store import (
     store_pixmask_bits,
 )
 from yso_labels.core.guards import check_ints, check_outputs
+from yso_labels.core.options import resolve_options
 from yso_labels.core.shards import Shards
 from yso_labels.core.tables import provenance as _provenance
 
@@ -298,36 +299,38 @@ def _part_rows(parts: Path, groups: list[list[str]], merged: set[str]):
                 yield name, rows.get(name), reasons.get(name)
 
 
-def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
-                  progress: bool = True, batch_size: int = 64,
-                  compression: str | None = COMPRESSION, pixmask_bits=None,
-                  restart: bool = False) -> dict:
+def ingest_apstar(inputs, out: str | os.PathLike, options: IngestOptions | None = None,
+                  **kwargs) -> dict:
     """Ingest apStar-format files (APO ``apStar``, LCO ``asStar``) and SDSS-V
     ``mwmStar``/``mwmVisit`` files (each APOGEE spectrum a row, source ``PATH[k]``,
     keyed by ``sdss_id``; :mod:`apogee_net.spectra.mwm`) — a directory, a glob or a list —
     into the store ``out``.
 
-    Reads in parallel (``workers`` processes; default min(4, CPUs); 0 or 1: in this
-    process), appends in batches of ``batch_size`` rows, and renames ``out.part`` to ``out``
-    at the end. A rerun skips the sources already stored (after an interruption, or to add
-    new files to a finished store); ``restart`` discards an unfinished ``out.part`` instead.
-    Unreadable files are listed with the reason and the rest ingested. ``pixmask_bits``:
-    apStar PIXMASK bits whose pixels are stored as no data (NaN; the bit mask itself is
-    stored whole), default :data:`apogee_net.spectra.pixmask.DEFAULT_PIXMASK_BITS`; recorded
-    in the store attribute ``pixmask_bits``. Returns a report: counts, failures, duplicated
-    APOGEE IDs, files per second.
+    The options are :class:`apogee_net.options.IngestOptions`, given as ``options`` or as
+    keyword arguments of the same names. Reads in parallel (``workers`` processes; default
+    min(4, CPUs); 0 or 1: in this process), appends in batches of ``batch_size`` rows, and
+    renames ``out.part`` to ``out`` at the end. A rerun skips the sources already stored
+    (after an interruption, or to add new files to a finished store); ``restart`` discards
+    an unfinished ``out.part`` instead. Unreadable files are listed with the reason and the
+    rest ingested. ``pixmask_bits``: apStar PIXMASK bits whose pixels are stored as no data
+    (NaN; the bit mask itself is stored whole), default
+    :data:`apogee_net.spectra.pixmask.DEFAULT_PIXMASK_BITS`; recorded in the store attribute
+    ``pixmask_bits``. Returns a report: counts, failures, duplicated APOGEE IDs, files per
+    second.
     """
+    o = resolve_options(IngestOptions, options, kwargs)
+    compression = None if o.compression in (None, "none") else o.compression
     t0 = time.perf_counter()
-    check_ints(workers=(workers, 0), batch_size=(batch_size, 1))
+    check_ints(workers=(o.workers, 0), batch_size=(o.batch_size, 1))
     check_outputs([out, part_path(out), ingest_parts_path(out)], inputs)
-    bits = parse_pixmask_bits(pixmask_bits)
+    bits = parse_pixmask_bits(o.pixmask_bits)
     files = expand_inputs(inputs, prefix=PREFIXES, what="apStar/asStar/mwmStar/mwmVisit")
-    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = min(4, os.cpu_count() or 1) if o.workers is None else int(o.workers)
     out = Path(out)
-    options = {"inputs": [str(i) for i in (inputs if isinstance(inputs, (list, tuple))
-                                              else [inputs])][:20],
-               "workers": workers, "compression": compression,
-               "pixmask_bits": format_bits(bits)}
+    recorded = {"inputs": [str(i) for i in (inputs if isinstance(inputs, (list, tuple))
+                                               else [inputs])][:20],
+                "workers": workers, "compression": compression,
+                "pixmask_bits": format_bits(bits)}
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0, "n_ingested": 0,
               "n_failed": 0, "failures": [], "workers": workers}
     if out.exists() and not part_path(out).exists():
@@ -340,7 +343,7 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
                           duplicate_ids=[], seconds=time.perf_counter() - t0, files_per_s=0.0)
             log.info("ingest: all %d files already in %s", len(files), out)
             return report
-    meta = _provenance("ingest", options)
+    meta = _provenance("ingest", recorded)
     new_writer = partial(StoreWriter, npix=NPIX, wavelength=apstar_wavelength(), kind="apstar",
                          meta=meta, compression=compression)
 
@@ -351,8 +354,8 @@ def ingest_apstar(inputs, out: str | os.PathLike, workers: int | None = None,
     t_read = time.perf_counter()
     ids = ingest_files(new_writer, out, [str(f) for f in files],
                        partial(_read_row, pixmask_bits=bits), report, workers=workers,
-                       batch_size=batch_size, progress=progress, desc="ingest",
-                       restart=restart, on_open=on_open)
+                       batch_size=o.batch_size, progress=o.progress, desc="ingest",
+                       restart=o.restart, on_open=on_open)
     n_read = len(files) - report["n_already_stored"]
     read_s = time.perf_counter() - t_read
     dups = duplicate_ids(ids)

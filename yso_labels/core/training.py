@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from yso_labels.core import distributed
 from yso_labels.core.atomic import atomic_write
 from yso_labels.core.checkpoint import read_checkpoint, save_checkpoint
+from yso_labels.core.options import TrainOptions
 from yso_labels.core.runtime import seed_everything
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,7 @@ log = logging.getLogger(__name__)
 BEST_NAME, LAST_NAME, LOG_NAME = "model.pt", "last.pt", "train_log.csv"
 
 
-#: Per-batch reductions of weighted losses (module docstring).
-WEIGHT_NORMS = ("sum_w", "batch")
-
-
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(options: TrainOptions, step: int, steps_per_epoch: int) -> float:
@@ -67,60 +63,6 @@ def lr_factor(options: TrainOptions, step: int, steps_per_epoch: int) -> float:
         return (step + 1) / warm
     t = (step - warm) / max(total - warm, 1)
     return 0.5 * (1.0 + float(np.cos(np.pi * min(t, 1.0))))
-
-
-@dataclass
-class TrainOptions:
-    """Training options; defaults are the paper's (§3.3): batch 128, learning rate 1e-3,
-    dropout 0.1, early stopping after 5 epochs without a better dev loss.
-
-    ``batch_size`` is the global batch (split over the processes under ``torchrun``);
-    ``optimizer``: ``adam`` (default here), ``adamw`` (Adam with decoupled weight decay,
-    Loshchilov & Hutter 2019) or ``sgd`` (the paper's text); ``weight_decay``: L2 penalty
-    (``adam``/``sgd``) or decoupled decay (``adamw``); ``schedule``: ``constant`` learning
-    rate (the paper's) or ``cosine``: linear warm-up over the first ``warmup`` epochs, then
-    half a cosine from ``lr`` to 0 at ``max_epochs`` (Loshchilov & Hutter 2017, SGDR eq. 5,
-    one cycle), set every optimizer step (:func:`lr_factor`); ``amp``: bf16
-    (fp16 with loss scaling where bf16 is unsupported) autocast on GPUs, ignored on the
-    CPU; ``workers``: DataLoader worker processes; ``lr_plateau``: halve the learning rate
-    after this many epochs without a better dev loss (0: constant learning rate);
-    ``weight_norm``: per-batch reduction of weighted losses, ``sum_w`` (Σwl/Σw) or ``batch``
-    (Σwl/n, Keras/astroNN).
-    """
-
-    batch_size: int = 128
-    lr: float = 1e-3
-    dropout: float = 0.1
-    patience: int = 5
-    max_epochs: int = 100
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    workers: int = 0
-    resume: bool = False
-    optimizer: str = "adam"
-    progress: bool = True
-    lr_plateau: int = 0
-    weight_norm: str = "sum_w"
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup: float = 0.0
-
-    def __post_init__(self):
-        checks = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "dropout": 0 <= self.dropout < 1, "patience": self.patience >= 1,
-                  "max_epochs": self.max_epochs >= 1, "workers": self.workers >= 0,
-                  "optimizer": self.optimizer in OPTIMIZERS,
-                  "lr_plateau": self.lr_plateau >= 0 and not (
-                      self.lr_plateau and self.schedule != "constant"),
-                  "weight_decay": self.weight_decay >= 0,
-                  "schedule": self.schedule in SCHEDULES,
-                  "warmup": 0 <= self.warmup <= self.max_epochs,
-                  "weight_norm": self.weight_norm in WEIGHT_NORMS}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("invalid training option(s): "
-                             + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
 
 
 @dataclass

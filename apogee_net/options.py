@@ -1,0 +1,210 @@
+"""The options of the ``apogee-net`` commands: one dataclass per command.
+
+Each field is a keyword argument of the library function behind the command, with the same
+default, and (declared with :func:`yso_labels.core.options.option`) an option of the
+command, whose ``--help`` text it carries. The command line is generated from these classes
+(:func:`yso_labels.core.options.add_dataclass_arguments`); the paths a command reads and
+writes are arguments of the function and are declared by the command itself. This module
+imports no science and no torch, so that ``apogee-net --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from yso_labels.core.guards import nonneg_int, pos_int
+from yso_labels.core.options import OPTIMIZER_NAMES, TrainOptions, option
+from yso_labels.core.runtime import device_arg
+
+ARCHS = ("apogeenet1", "apogeenet2")
+ARCH_HELP = ("APOGEE Net I (Olney et al. 2020) or II (Sprague et al. 2022: + Gaia/2MASS "
+             "photometry, log Teff, hot stars)")
+ARCH_CHECK_HELP = ARCH_HELP + "; checked against the model (default: whatever it holds)"
+PHOTOMETRY_HELP = ("apogeenet2: table with apogee_id, parallax, G, BP, RP, J, H, K (the "
+                   "output of `yso-labels fetch-photometry` works as is; default: the label "
+                   "table's own columns). Missing values: published fill, flag NO_PHOTOMETRY")
+DEVICE_HELP = "auto, cpu or cuda"
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers (``4,8,8``)."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+
+
+def standard_arg(text: str) -> float | str:
+    """argparse type of ``--weight-standard``: a number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("weight standard: a number or 'auto'") from None
+
+
+# --------------------------------------------------------------------------- spectra
+@dataclass
+class IngestOptions:
+    """``apogee-net ingest`` / :func:`apogee_net.spectra.ingest.ingest_apstar`."""
+
+    workers: int | None = option(None, "reader processes (default min(4, CPUs))",
+                                 type=nonneg_int)
+    batch_size: int = option(64, "rows per write (default 64)", type=pos_int)
+    compression: str | None = option("none", "flux/error compression (default none)",
+                                     choices=("none", "lzf", "gzip"))
+    restart: bool = option(False, "discard an unfinished STORE.h5.part instead of resuming it")
+    progress: bool = option(True, "no progress bar")
+    pixmask_bits: Any = option(
+        "default", "apStar PIXMASK bits (HDU3) whose pixels are stored as no data: numbers "
+        "or names, e.g. '0,1,SIG_SKYLINE', 'none', or 'default' (0-10,12,14: bad/cosmic-"
+        "ray/saturated pixels, sky lines, Littrow ghost, high and medium persistence; chosen "
+        "on real DR17 files)", metavar="BITS")
+
+
+# --------------------------------------------------------------------------- APOGEE Net
+@dataclass
+class ApogeeTrainOptions(TrainOptions):
+    """``apogee-net train`` / :func:`apogee_net.network.train.train_apogee_net`: the
+    training loop's options (:class:`~yso_labels.core.options.TrainOptions`) with the
+    recipe of issue 14 as defaults (benchmarks/README.md), and the data options.
+
+    ``warmup`` is cut to leave at least one epoch after it (a one-epoch run has none).
+    ``label_columns``: the labels learnt (None: logg, teff, fe_h)."""
+
+    max_epochs: int = option(30, "epoch budget (the cosine schedule spans it; default 30)",
+                             type=pos_int)
+    batch_size: int = option(32, "global batch (default 32; paper: 128)", type=pos_int)
+    lr: float = option(1e-3, "peak learning rate (1e-3)")
+    patience: int = option(10, "epochs without a better dev loss before stopping (default "
+                           "10; paper: 5)", type=pos_int)
+    schedule: str = option("cosine", "learning rate: warm-up then cosine decay (default), or "
+                           "constant (the paper's)", choices=("cosine", "constant"))
+    warmup: float = option(1.0, "warm-up epochs (default 1)")
+    weight_decay: float = option(0.0, "(default 0)")
+    optimizer: str = option("adam", "(default adam)", choices=OPTIMIZER_NAMES)
+    dropout: float = option(0.0, "FC dropout (default 0; paper: 0.1)")
+    device: str = option("auto", DEVICE_HELP, type=device_arg)
+    seed: int = option(0, None, type=nonneg_int)
+    resume: bool = option(False, "continue RUNDIR/last.pt (refused unless the store, labels "
+                          "and options are those it was trained with)")
+    amp: bool = option(False, "mixed precision (GPU only)")
+    workers: int = option(0, "data loader processes", type=nonneg_int)
+    noise_augment: float = option(1.0, "add a fresh draw of this many times each spectrum's "
+                                  "own error every epoch (default 1; 0: off)")
+    linear_skip: bool = option(False, "an architecture option outside the paper: a ridge "
+                               "regression on the pixels added to the network's output, the "
+                               "network trained on its cross-fitted residuals (apogeenet1 "
+                               "only)")
+    arch: str = option("apogeenet1", ARCH_HELP + " (default apogeenet1)", choices=ARCHS)
+    photometry: Any = option(None, PHOTOMETRY_HELP, metavar="TABLE")
+    flux_norm: str = option("median", "divide each spectrum by its median before the "
+                            "per-pixel standardisation (default), or not (the paper's raw "
+                            "flux)", choices=("median", "none"))
+    restart: bool = option(False, "start a new run in RUNDIR, replacing what it holds")
+    augment: str | None = option(
+        "default", "draw real-instrument systematics (response, sky, telluric, persistence, "
+        "bad pixels, error relation) onto the training spectra: 'default' (learnt from real "
+        "DR17 apStar files), a file made by scripts/learn_apstar_systematics.py, or 'none'",
+        metavar="default|none|FILE.npz")
+    pixmask_bits: Any = option(None, "apStar PIXMASK bits treated as no data, e.g. '0,1,12' "
+                               "or 'default' or 'none' (default: those the store was "
+                               "ingested with)", metavar="BITS")
+    label_columns: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        self.warmup = min(self.warmup, max(0.0, self.max_epochs - 1.0))
+        super().__post_init__()
+
+
+@dataclass
+class PredictOptions:
+    """``apogee-net predict`` / :func:`apogee_net.inference.predict.predict_catalog`."""
+
+    arch: str | None = option(None, ARCH_CHECK_HELP, choices=ARCHS)
+    photometry: Any = option(None, PHOTOMETRY_HELP, metavar="TABLE")
+    hot: str = option("flag", "stars hotter than 6700 K (left out of the paper's table): "
+                      "flag (default, bit 16) or drop", choices=("flag", "drop"))
+    realizations: int = option(100, "perturbed copies per spectrum (paper: 100; 0: no "
+                               "uncertainties)", type=nonneg_int)
+    device: str = option("auto", DEVICE_HELP, type=device_arg)
+    batch_size: int | None = option(None, "rows per forward pass (default 32 on CPU, 2048 on "
+                                    "GPU)", type=pos_int)
+    seed: int = option(0, None, type=nonneg_int)
+    chunk_size: int = option(1024, "spectra per resumable part", type=pos_int)
+    restart: bool = option(False, "discard the finished parts of an interrupted run "
+                           "(OUT.parts/)")
+    workers: int = option(4, "threads reading apStar files", type=nonneg_int)
+    visits: bool = option(False, "also one row per visit of each apStar file (columns visit, "
+                          "mjd; visit 0 is the combined spectrum)")
+    pixmask_bits: Any = option(None, "apStar PIXMASK bits treated as no data (default: the "
+                               "model's)", metavar="BITS")
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------- LAMOST
+@dataclass
+class LamostIngestOptions:
+    """``apogee-net lamost ingest`` / :func:`apogee_net.lamost.ingest.ingest_lamost`."""
+
+    workers: int | None = option(None, "reader processes (default min(4, CPUs))",
+                                 type=nonneg_int)
+    batch_size: int = option(64, "rows per write (default 64)", type=pos_int)
+    L: float = option(50.0, "continuum Gaussian sigma in A (Li et al.: 50)")
+    max_cosmic: int = option(20, "reject spectra with more cosmic-ray pixels (default 20)",
+                             type=nonneg_int)
+    reject_cosmics: bool = option(True, "no cosmic-ray masking", flag="--keep-cosmics")
+    min_valid_fraction: float = option(0.5, "reject spectra with fewer valid grid pixels "
+                                       "(default 0.5)")
+    overwrite: bool = option(False, "build a new store; it replaces STORE.h5 only once "
+                             "complete")
+    restart: bool = option(False, "discard an unfinished STORE.h5.part instead of resuming it")
+    progress: bool = option(True, None)
+
+
+@dataclass
+class LamostTrainOptions(TrainOptions):
+    """``apogee-net lamost train`` / :func:`apogee_net.lamost.training.train_lamost`: the
+    training loop's options with astroNN's defaults (Li et al.) and the network's shape."""
+
+    max_epochs: int = option(100, None, type=pos_int)
+    batch_size: int = option(64, "(astroNN: 64)", type=pos_int)
+    lr: float = option(1e-3, None)
+    patience: int = option(5, None, type=pos_int)
+    dropout: float = option(0.2, "MC dropout rate (astroNN 0.2)")
+    seed: int = option(0, None, type=nonneg_int)
+    device: str = option("auto", None, type=device_arg)
+    amp: bool = option(False, "mixed precision (GPU only)")
+    workers: int = option(0, None, type=nonneg_int)
+    resume: bool = option(False, "continue RUNDIR/last.pt (same store, labels and options "
+                          "only)")
+    progress: bool = option(True, None)
+    weight_norm: str = option("batch", "per-batch loss: mean of w*l (default; astroNN/Keras, "
+                              "as Li et al.) or sum(w*l)/sum(w)", choices=("batch", "sum_w"))
+    filters: tuple[int, ...] = option((4, 8, 8), "three conv widths", type=int_list)
+    kernel: int = option(8, None, type=pos_int)
+    pool: int = option(4, None, type=pos_int)
+    hidden: tuple[int, ...] = option((196, 96), "two FC sizes", type=int_list)
+    weights: str = option("column", "sample weights: the table's (default), rebuilt from "
+                          "[Fe/H], none", choices=("column", "feh", "none"))
+    weight_standard: float | str = option(410.0, None, type=standard_arg)
+    restart: bool = option(False, "start a new run in RUNDIR")
+
+
+@dataclass
+class LamostPredictOptions:
+    """``apogee-net lamost predict`` / :func:`apogee_net.lamost.predict.predict_lamost`."""
+
+    passes: int = option(100, "MC-dropout passes (paper: 100)", type=pos_int)
+    device: str = option("auto", None, type=device_arg)
+    batch_size: int | None = option(None, "rows per forward call (default 128 CPU, 8192 GPU)",
+                                    type=pos_int)
+    seed: int = option(0, None, type=nonneg_int)
+    chunk_size: int = option(1024, None, type=pos_int)
+    restart: bool = option(False, "discard the finished parts of an interrupted run "
+                           "(OUT.parts/)")
+    progress: bool = option(True, None)
