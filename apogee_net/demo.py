@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from apogee_net.options import DemoOptions
+from yso_labels.core.options import resolve_options
+
 log = logging.getLogger(__name__)
 
 
@@ -73,10 +76,10 @@ def _subset(table: Table, n: int, seed: int) -> Table:
     return table[idx]
 
 
-def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
-             emulator=None) -> dict:
+def run_demo(out, options: DemoOptions | None = None, **kwargs) -> dict:
     """Run the demo into directory ``out``; returns a dict of the products' paths and the
-    headline numbers."""
+    headline numbers. The options are :class:`apogee_net.options.DemoOptions`, given as
+    ``options`` or as keyword arguments of the same names."""
     from apogee_net.evaluation.report import evaluate_model, format_report
     from apogee_net.inference.predict import predict_catalog
     from apogee_net.network.adapt import adapt, format_test_report
@@ -90,7 +93,8 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
     from yso_labels.photcnn import run_predict, train_photcnn
     from yso_labels.synthetic import synth
 
-    size = SIZES["quick" if quick else "full"]
+    o = resolve_options(DemoOptions, options, kwargs)
+    size = SIZES["quick" if o.quick else "full"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -104,33 +108,33 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
 
     t = t0
     # 1. M dwarfs
-    phot = _subset(read_table(demo_file("mdwarf_photometry.csv")), size.n_mstar + 40, seed)
+    phot = _subset(read_table(demo_file("mdwarf_photometry.csv")), size.n_mstar + 40, o.seed)
     write_table(phot, out / "mdwarf_photometry.fits")
     run_mdwarf(out / "mdwarf_photometry.fits", out / "mdwarf_labels.fits", select=True)
     t = step("M-dwarf labels", t)
     # 2. YSOs
-    synth(size.n_synth, seed, out / "synthetic_train.fits")
-    train_photcnn(out / "synthetic_train.fits", out / "photcnn.pt", seed=seed,
-                  epochs=size.photcnn_epochs, device=device)
-    yso_phot = _subset(read_table(demo_file("yso_photometry.csv")), size.n_yso, seed)
+    synth(size.n_synth, o.seed, out / "synthetic_train.fits")
+    train_photcnn(out / "synthetic_train.fits", out / "photcnn.pt", seed=o.seed,
+                  epochs=size.photcnn_epochs, device=o.device)
+    yso_phot = _subset(read_table(demo_file("yso_photometry.csv")), size.n_yso, o.seed)
     write_table(yso_phot, out / "yso_photometry.fits")
     run_predict(out / "photcnn.pt", out / "yso_photometry.fits", out / "yso_labels.fits",
-                device=device)
+                device=o.device)
     t = step("YSO labels (synthetic population, photometric CNN)", t)
     # 3. merge
     payne = out / "payne_catalogue.txt"
     lines = demo_file("payne_catalogue.txt").read_text().splitlines()
-    keep = np.sort(np.random.default_rng(seed).choice(len(lines) - 1,
+    keep = np.sort(np.random.default_rng(o.seed).choice(len(lines) - 1,
                                                       min(size.n_payne, len(lines) - 1),
                                                       replace=False)) + 1
     payne.write_text("\n".join([lines[0]] + [lines[i] for i in keep]) + "\n")
     labels = run_merge(str(payne), str(out / "labels.fits"), mstar=str(out / "mdwarf_labels.fits"),
-                       yso=str(out / "yso_labels.fits"), seed=seed)
+                       yso=str(out / "yso_labels.fits"), seed=o.seed)
     t = step("merged label table", t)
     # 4. spectra
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said below, once, in capitals
-        emu = resolve_emulator(emulator)
+        emu = resolve_emulator(o.emulator)
     if emu is None:
         msg = ("THE PAYNE EMULATOR WAS NOT FOUND: the demo spectra come from the ANALYTIC "
                "FALLBACK (continuum + absorption lines), not from The Payne. Set "
@@ -151,28 +155,28 @@ def run_demo(out, quick: bool = False, seed: int = 0, device: str = "auto",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # out-of-range labels are extrapolated and flagged
         simulate_apstar(sim, out / "spectra", emulator=emu if emu is not None else "analytic",
-                        snr=(30, 200), seed=seed, out_of_range="extrapolate")
+                        snr=(30, 200), seed=o.seed, out_of_range="extrapolate")
     ingest_apstar(out / "spectra", out / "store.h5")
     t = step(f"{len(sim)} simulated apStar spectra, ingested", t)
     # 5. APOGEE Net
     run = out / "run"
     train_apogee_net(out / "store.h5", out / "labels.fits", run, max_epochs=size.max_epochs,
-                     patience=size.patience, seed=seed, device=device,
+                     patience=size.patience, seed=o.seed, device=o.device,
                      resume=(run / "last.pt").exists())
     t = step("APOGEE Net training", t)
-    adapt_log = adapt(run, out / "run_adapted", seed=seed, max_rounds=size.adapt_rounds,
-                      max_epochs=size.adapt_epochs, device=device)
+    adapt_log = adapt(run, out / "run_adapted", seed=o.seed, max_rounds=size.adapt_rounds,
+                      max_epochs=size.adapt_epochs, device=o.device)
     print(format_test_report(adapt_log.meta["test_report"], adapt_log.meta["label_names"]),
           flush=True)
     t = step("stratified adaptation", t)
     model = out / "run_adapted" / "model.pt"
     summary = evaluate_model(model, out / "store.h5", out / "labels.fits", out / "evaluation",
-                             realizations=size.eval_realizations, seed=seed,
-                             device=device, apply_calibration=True)
+                             realizations=size.eval_realizations, seed=o.seed,
+                             device=o.device, apply_calibration=True)
     print(format_report(summary), flush=True)
     t = step("evaluation and sigma calibration", t)
     catalog = predict_catalog(model, [out / "store.h5"], out / "catalog.fits",
-                              realizations=size.realizations, device=device, seed=seed)
+                              realizations=size.realizations, device=o.device, seed=o.seed)
     t = step("catalogue with uncertainties", t)
     ysos = yso_report(catalog, out / "ysos")
     t = step("YSO selection and report", t)

@@ -17,6 +17,7 @@ from typing import Any
 from yso_labels.core.guards import nonneg_int, pos_int
 from yso_labels.core.options import OPTIMIZER_NAMES, TrainOptions, option
 from yso_labels.core.runtime import device_arg
+from yso_labels.families import models_arg
 
 ARCHS = ("apogeenet1", "apogeenet2")
 ARCH_HELP = ("APOGEE Net I (Olney et al. 2020) or II (Sprague et al. 2022: + Gaia/2MASS "
@@ -64,6 +65,32 @@ class IngestOptions:
         "or names, e.g. '0,1,SIG_SKYLINE', 'none', or 'default' (0-10,12,14: bad/cosmic-"
         "ray/saturated pixels, sky lines, Littrow ghost, high and medium persistence; chosen "
         "on real DR17 files)", metavar="BITS")
+
+
+@dataclass
+class SimulateOptions:
+    """``apogee-net simulate`` / :func:`apogee_net.spectra.simulate.simulate_apstar`."""
+
+    emulator: str | None = option(
+        None, "NN_unnormalized_spectra.npz of The Payne (scripts/fetch_payne_emulator.py "
+        "downloads it); 'analytic' for the fallback; default: $YSO_PAYNE_DIR or the download "
+        "cache, else the fallback with a warning", metavar="NPZ")
+    snr: Any = option("50:200", "SNR range, drawn uniformly per star (default 50:200)",
+                      metavar="LO:HI")
+    seed: int = option(0, "random seed (default 0)", type=nonneg_int)
+    convention: str = option("dr17", "layout of pixels without data (default dr17: NaN, 2 "
+                             "rows)", choices=("dr17", "dr13"))
+    out_of_range: str = option("error", "labels outside the emulator's range: stop (default), "
+                               "clip, or extrapolate the emulator; flagged LBLCLIP",
+                               choices=("error", "clip", "extrapolate"))
+    augment: str | None = option(
+        "none", "draw real-instrument systematics onto the spectra (their bit mask goes to "
+        "HDU3): 'none' (default; `apogee-net train` augments anyway), 'default' (learnt from "
+        "real DR17 files) or a file made by scripts/learn_apstar_systematics.py",
+        metavar="none|default|FILE.npz")
+    overwrite: bool = option(False, "rewrite existing files")
+    progress: bool = option(True, "no progress bar")
+    chunk: int = 256
 
 
 # --------------------------------------------------------------------------- APOGEE Net
@@ -167,6 +194,34 @@ class LamostIngestOptions:
 
 
 @dataclass
+class LamostLabelsOptions:
+    """``apogee-net lamost labels`` / :func:`apogee_net.lamost.training.build_training_labels`
+    (Li et al. §2.2). ``source``: the value of the table's ``source`` column."""
+
+    how: str = option("position", None, choices=("position", "id"))
+    max_sep: float = option(3.0, "arcsec (default 3)")
+    id_table: Any = option(None, "--how id: table with spec_id (LAMOST OBSID) and the APOGEE "
+                           "ID column named by --lamost-key")
+    lamost_key: str | None = option(None, "--how id: the APOGEE ID column of --id-table")
+    apogee_key: str = option("APOGEE_ID", None)
+    require_core: bool = option(True, "keep stars without Teff, log g, [Fe/H] or [M/H] "
+                                "(paper: dropped)", flag="--keep-incomplete")
+    weights: str = option("feh", None, choices=("feh", "none"))
+    weight_standard: float | str = option(410.0, "stars per bin of the weight standard "
+                                          "(paper: 410) or 'auto'", type=standard_arg)
+    uncovered_weight: str = option("error", "stars outside the weight table: stop (default) "
+                                   "or weight 1", choices=("error", "one"))
+    seed: int = option(0, "seed of the split", type=nonneg_int)
+    quality_cuts: Any = option(
+        "default", "drop APOGEE rows with ASPCAPFLAG STAR_BAD, STARFLAG BAD_PIXELS, "
+        "COMMISSIONING, VERY_BRIGHT_NEIGHBOR, LOW_SNR or EXTRATARG COMMISSIONING (default), "
+        "or none", choices=("default", "none"))
+    duplicates: str = option("best-snr", "APOGEE IDs with several rows: keep the highest-S/N "
+                             "row (default) or all", choices=("best-snr", "keep"))
+    source: str = "apogee"
+
+
+@dataclass
 class LamostTrainOptions(TrainOptions):
     """``apogee-net lamost train`` / :func:`apogee_net.lamost.training.train_lamost`: the
     training loop's options with astroNN's defaults (Li et al.) and the network's shape."""
@@ -208,3 +263,123 @@ class LamostPredictOptions:
     restart: bool = option(False, "discard the finished parts of an interrupted run "
                            "(OUT.parts/)")
     progress: bool = option(True, None)
+
+
+# --------------------------------------------------------------------------- §3.4, evaluation
+@dataclass
+class AdaptOptions:
+    """``apogee-net adapt`` / :func:`apogee_net.network.adapt.adapt` (Olney et al. 2020
+    §3.4). ``store``, ``labels``: default to those the run was trained on; ``lr``: default
+    ``LR_FACTOR`` (0.02) times the run's; ``min_improvement``: relative rare-group dev-loss
+    gain that resets ``round_patience``."""
+
+    fraction: float = option(0.05, "fraction of Payne training stars drawn each round "
+                             "(default 0.05)")
+    seed: int = option(0, None, type=nonneg_int)
+    store: str | None = option(None, "HDF5 store (default: the one the run was trained on)")
+    labels: Any = option(None, "label table (default: the one the run was trained on)")
+    max_rounds: int = option(20, None, type=pos_int)
+    patience: int = option(8, "epochs without a better dev loss within a round (default 8)",
+                           type=pos_int)
+    # batch 32 and lr 0.02 x the run's: measured, see apogee_net.network.adapt
+    batch_size: int = option(32, None, type=pos_int)
+    lr: float | None = option(None, "learning rate (default 0.02 x the run's)")
+    round_patience: int = option(2, "rounds without YSO/M-dwarf improvement before stopping",
+                                 type=pos_int)
+    max_epochs: int = option(30, "epochs per round at most", type=pos_int)
+    majority_tolerance: float = option(0.05, "reject a round that raises the Payne dev loss "
+                                       "by more than this fraction of the input model's "
+                                       "(default 0.05)")
+    device: str = option("auto", DEVICE_HELP, type=device_arg)
+    arch: str | None = option(None, ARCH_CHECK_HELP, choices=ARCHS)
+    photometry: Any = option(None, PHOTOMETRY_HELP, metavar="TABLE")
+    workers: int = 0
+    min_improvement: float = 1e-3
+    progress: bool = True
+
+
+@dataclass
+class EvaluateOptions:
+    """``apogee-net evaluate`` / :func:`apogee_net.evaluation.report.evaluate_model`."""
+
+    realizations: int = option(100, "perturbed realizations per spectrum (default 100)",
+                               type=nonneg_int)
+    seed: int = option(0, None, type=nonneg_int)
+    device: str = option("auto", None, type=device_arg)
+    apply_calibration: bool = option(False, "store the per-group sigma scale factors in the "
+                                     "model checkpoint")
+    calibration: str = option("crossfit", "crossfit (default): factors from the 'cal' and "
+                              "'test' splits, each test star judged with factors fitted "
+                              "without it (K folds); cal: factors from 'cal' only",
+                              choices=("crossfit", "cal"))
+    # the default of apogee_net.evaluation.groupcal.CROSSFIT_FOLDS
+    folds: int = option(5, "cross-fitting folds (default 5)", type=pos_int)
+    arch: str | None = option(None, ARCH_CHECK_HELP, choices=ARCHS)
+    photometry: Any = option(None, PHOTOMETRY_HELP, metavar="TABLE")
+
+
+@dataclass
+class DemoOptions:
+    """``apogee-net demo`` / :func:`apogee_net.demo.run_demo`."""
+
+    quick: bool = option(False, "smaller samples, a few minutes")
+    seed: int = option(0, None, type=nonneg_int)
+    device: str = option("auto", DEVICE_HELP, type=device_arg)
+    emulator: str | None = option(None, "The Payne emulator NN_unnormalized_spectra.npz "
+                                  "(default: $YSO_PAYNE_DIR or the download cache, else the "
+                                  "analytic fallback)")
+
+
+# --------------------------------------------------------------------------- §4 YSOs
+def vertex(text: str) -> tuple[float, float]:
+    """argparse type of ``--vertices``: ``TEFF,LOGG``."""
+    try:
+        teff, logg = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"vertex {text!r}: expected TEFF,LOGG such as "
+                                         "2200,4.4") from exc
+    return teff, logg
+
+
+def flag_bits(text: str) -> int:
+    """argparse type of ``--bad-flags``: an integer, hex (``0x3``) accepted."""
+    return int(text, 0)
+
+
+@dataclass
+class YsoSelectOptions:
+    """``apogee-net ysos select`` / :func:`apogee_net.yso.report.select_file`: the cuts of
+    Olney et al. 2020 §4 (``bad_flags`` -1: any bit of ``flags``)."""
+
+    vertices: Any = option(None, "vertices of the convex (Teff, log g) selection polygon; "
+                           "default the triangle of Olney et al. 2020: 2200,4.4 4500,3.9 "
+                           "3200,1.7", type=vertex, nargs="+", metavar="TEFF,LOGG")
+    max_teff_err: float | None = option(None, "reject teff_err above this (K)")
+    max_logg_err: float | None = option(None, "reject logg_err above this (dex)")
+    min_snr: float | None = option(None, "reject snr below this")
+    bad_flags: int = option(-1, "reject stars with any of these bits of flags set (default "
+                            "-1: any bit; 0 keeps flagged stars; hex like 0x3 accepted). Bits "
+                            "of apogee-net predict: 1 LOW_SNR, 2 BAD_PIXELS, 4 OUT_OF_RANGE, "
+                            "8 UNREADABLE", type=flag_bits)
+    regions: Any = option(None, "table of star-forming regions (name, complex, ra, dec, "
+                          "radius in deg) instead of the packaged one")
+    sky: bool = option(True, "the catalogue has no ra/dec: skip regions, impostors and sky "
+                       "maps")
+
+
+@dataclass
+class YsoReportOptions(YsoSelectOptions):
+    """``apogee-net ysos report`` / :func:`apogee_net.yso.report.report`: the cuts, and the
+    grouping, isochrones (or model family ``models``, :mod:`yso_labels.families`) and KDE
+    bandwidth of Figs. 6–9."""
+
+    group_column: str | None = option(None, "catalogue column whose values group the log g "
+                                      "KDE (e.g. disk-bearing vs diskless); default the "
+                                      "region complex")
+    isochrones: Any = option(None, "PARSEC grid or CMD file for the Kiel diagram (default the "
+                             "packaged PARSEC v1.2S grid)")
+    models: str | None = option(None, "isochrone family of the Kiel diagram: parsec (default), "
+                                "dsep-magnetic, dsep-standard or mist:PATH; not with "
+                                "--isochrones", type=models_arg)
+    kde_bandwidth: float = option(0.1, "Gaussian sigma of the log g KDE in dex (default 0.1, "
+                                  "as Fig. 9)")

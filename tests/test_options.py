@@ -14,6 +14,8 @@ from astropy.io import fits
 
 from apogee_net import options as net_options
 from apogee_net.cli import SUBCOMMAND_MODULES, main
+from yso_labels import options as stage1_options
+from yso_labels.cli import SUBCOMMAND_MODULES as STAGE1_MODULES
 from yso_labels.cli import build_parser
 from yso_labels.core.options import (
     TrainOptions,
@@ -23,28 +25,57 @@ from yso_labels.core.options import (
     resolve_options,
 )
 
-#: (subcommand path, options class, the command's path arguments: not options).
+#: (program, subcommand path, options class, the command's arguments that are not options:
+#: the paths it reads and writes, and synth's n and seed).
 COMMANDS = [
-    (("train",), net_options.ApogeeTrainOptions, {"store", "labels", "out"}),
-    (("predict",), net_options.PredictOptions, {"inputs", "model", "out"}),
-    (("ingest",), net_options.IngestOptions, {"inputs", "out"}),
-    (("lamost", "ingest"), net_options.LamostIngestOptions, {"inputs", "out"}),
-    (("lamost", "train"), net_options.LamostTrainOptions, {"store", "labels", "out"}),
-    (("lamost", "predict"), net_options.LamostPredictOptions, {"inputs", "model", "out"}),
+    ("apogee-net", ("simulate",), net_options.SimulateOptions, {"labels_table", "out_dir"}),
+    ("apogee-net", ("ingest",), net_options.IngestOptions, {"inputs", "out"}),
+    ("apogee-net", ("train",), net_options.ApogeeTrainOptions, {"store", "labels", "out"}),
+    ("apogee-net", ("predict",), net_options.PredictOptions, {"inputs", "model", "out"}),
+    ("apogee-net", ("adapt",), net_options.AdaptOptions, {"run", "out"}),
+    ("apogee-net", ("evaluate",), net_options.EvaluateOptions,
+     {"model", "store", "labels", "out"}),
+    ("apogee-net", ("lamost", "ingest"), net_options.LamostIngestOptions, {"inputs", "out"}),
+    ("apogee-net", ("lamost", "labels"), net_options.LamostLabelsOptions,
+     {"allstar", "store", "out"}),
+    ("apogee-net", ("lamost", "train"), net_options.LamostTrainOptions,
+     {"store", "labels", "out"}),
+    ("apogee-net", ("lamost", "predict"), net_options.LamostPredictOptions,
+     {"inputs", "model", "out"}),
+    ("apogee-net", ("ysos", "select"), net_options.YsoSelectOptions, {"catalog", "out"}),
+    ("apogee-net", ("ysos", "report"), net_options.YsoReportOptions, {"catalog", "out"}),
+    ("apogee-net", ("demo",), net_options.DemoOptions, {"out"}),
+    ("yso-labels", ("mdwarf",), stage1_options.MdwarfOptions, {"input", "output"}),
+    ("yso-labels", ("merge",), stage1_options.MergeOptions, {"payne", "out"}),
+    ("yso-labels", ("fetch-photometry",), stage1_options.FetchOptions, {"input", "output"}),
+    ("yso-labels", ("synth",), stage1_options.SynthOptions, {"n", "seed", "out"}),
+    ("yso-labels", ("photcnn", "train"), stage1_options.PhotcnnTrainOptions,
+     {"train_table", "out"}),
+    ("yso-labels", ("photcnn", "predict"), stage1_options.PhotcnnPredictOptions,
+     {"model_path", "input", "output"}),
+    ("yso-labels", ("photcnn", "evaluate"), stage1_options.PhotcnnEvaluateOptions,
+     {"model_path", "test_table"}),
+    ("yso-labels", ("photcnn", "compare"), stage1_options.PhotcnnCompareOptions,
+     {"models", "input", "out"}),
 ]
 
 
-def _subparser(path: tuple[str, ...]) -> argparse.ArgumentParser:
-    parser = build_parser("apogee-net", "", SUBCOMMAND_MODULES)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    return build_parser(prog, "", SUBCOMMAND_MODULES if prog == "apogee-net" else STAGE1_MODULES)
+
+
+def _subparser(prog: str, path: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = _parser(prog)
     for name in path:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parser = sub.choices[name]
     return parser
 
 
-@pytest.mark.parametrize("path,cls,paths", COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])
-def test_generated_parser_agrees_with_the_dataclass(path, cls, paths):
-    parser = _subparser(path)
+@pytest.mark.parametrize("prog,path,cls,args", COMMANDS,
+                         ids=[" ".join((c[0], *c[1])) for c in COMMANDS])
+def test_generated_parser_agrees_with_the_dataclass(prog, path, cls, args):
+    parser = _subparser(prog, path)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
     fields = cli_fields(cls)
     assert fields, f"{cls.__name__} declares no option"
@@ -55,19 +86,20 @@ def test_generated_parser_agrees_with_the_dataclass(path, cls, paths):
         assert act.default == f.default, f"{f.name}: {act.default!r} != {f.default!r}"
         if f.metadata["choices"]:
             assert tuple(act.choices) == tuple(f.metadata["choices"])
-    # every other argument of the command is one of its paths, not a forgotten option
-    assert set(actions) - {f.name for f in fields} == paths
-    # parsing only the required paths gives the dataclass's defaults
-    argv = [*path, *(["IN"] if "inputs" in paths else [])]
+    # every other argument of the command is one it declares itself, not a forgotten option
+    assert set(actions) - {f.name for f in fields} == args
+    # parsing only the required arguments gives the dataclass's defaults
+    argv = list(path)
     for action in parser._actions:
-        if action.required and action.option_strings:
-            argv += [action.option_strings[0], "X"]
-    full = build_parser("apogee-net", "", SUBCOMMAND_MODULES)
-    assert from_namespace(cls, full.parse_args(argv)) == cls()
+        if not action.option_strings:
+            argv.append("X")  # a positional path
+        elif action.required:
+            argv += [action.option_strings[0], "1"]
+    assert from_namespace(cls, _parser(prog).parse_args(argv)) == cls()
 
 
 def test_switches_and_renamed_flags():
-    full = build_parser("apogee-net", "", SUBCOMMAND_MODULES)
+    full = _parser("apogee-net")
     ns = full.parse_args(["lamost", "ingest", "IN", "--out", "s.h5", "--keep-cosmics",
                           "--no-progress", "--L", "30"])
     opts = from_namespace(net_options.LamostIngestOptions, ns)
@@ -76,6 +108,27 @@ def test_switches_and_renamed_flags():
                           "--filters", "2,4,6", "--weight-standard", "auto"])
     opts = from_namespace(net_options.LamostTrainOptions, ns)
     assert opts.filters == (2, 4, 6) and opts.weight_standard == "auto"
+    ns = _parser("yso-labels").parse_args(["merge", "--payne", "p", "--out", "o",
+                                           "--ignore-quality-flag"])
+    assert from_namespace(stage1_options.MergeOptions, ns).use_quality_flag is False
+
+
+def test_spelled_out_values_are_the_librarys():
+    """Choices and defaults the options modules spell out (they import no science module
+    that takes them) are those of the library's own constants."""
+    from apogee_net.evaluation.groupcal import CROSSFIT_FOLDS
+    from apogee_net.lamost.labels import WEIGHT_STANDARD
+    from apogee_net.lamost.mc import DEFAULT_PASSES
+    from apogee_net.yso.selection import ALL_FLAGS
+    from yso_labels.catalogs import GR_SOURCES, RELEASES
+
+    assert set(stage1_options.GAIA_RELEASES) == set(RELEASES)
+    assert set(stage1_options.GR_SOURCE_NAMES) == set(GR_SOURCES)
+    assert net_options.EvaluateOptions().folds == CROSSFIT_FOLDS
+    assert net_options.LamostTrainOptions().weight_standard == WEIGHT_STANDARD
+    assert net_options.LamostLabelsOptions().weight_standard == WEIGHT_STANDARD
+    assert net_options.LamostPredictOptions().passes == DEFAULT_PASSES
+    assert net_options.YsoSelectOptions().bad_flags == ALL_FLAGS
 
 
 def test_resolve_options_keywords_override_and_unknown_refused():

@@ -44,7 +44,9 @@ from yso_labels.catalog_cache import (
     QueryCache,
     with_retries,
 )
+from yso_labels.core.options import resolve_options
 from yso_labels.core.tables import DEX, TableError, provenance, read_table, write_table
+from yso_labels.options import FetchOptions
 
 log = logging.getLogger(__name__)
 
@@ -433,21 +435,24 @@ def read_targets(path: str | os.PathLike) -> Table:
 
 
 def fetch_photometry(input: str | os.PathLike, output: str | os.PathLike,
-                     gaia_release: str = "dr3", gr_source: str = "sdss",
-                     cache: str | os.PathLike | None = DEFAULT_CACHE, chunk_size: int = 2000,
-                     timeout: float = 60.0, retries: int = 4, radius: float = 2.0,
-                     epoch: float = 2000.0, url: str = GAIA_TAP_URL) -> Table:
+                     options: FetchOptions | None = None, **kwargs) -> Table:
     """Library function behind ``yso-labels fetch-photometry``: read the target list, query
-    the archive (:func:`query_photometry`), write ``output`` atomically with provenance."""
+    the archive (:func:`query_photometry`), write ``output`` atomically with provenance.
+    The options are :class:`yso_labels.options.FetchOptions`, given as ``options`` or as
+    keyword arguments of the same names; ``cache``: a folder, or None or ``'none'`` for
+    none."""
+    o = resolve_options(FetchOptions, options, kwargs)
+    cache = None if o.cache is None or str(o.cache).strip().lower() in ("", "none") \
+        else o.cache
     targets = read_targets(input)
-    out = query_photometry(targets, gaia_release=gaia_release, gr_source=gr_source,
-                           cache=cache, chunk_size=chunk_size, timeout=timeout,
-                           retries=retries, radius=radius, epoch=epoch, url=url)
-    rel, gr = RELEASES[gaia_release], GR_SOURCES[gr_source][gaia_release]
-    options = {"input": os.path.abspath(input), "gaia_release": gaia_release,
-               "gr_source": gr_source, "chunk_size": chunk_size, "radius": radius,
-               "epoch": epoch, "url": url, "cache": str(cache) if cache else None}
-    meta = provenance("fetch-photometry", options, GAIAREL=rel["name"],
+    out = query_photometry(targets, gaia_release=o.gaia_release, gr_source=o.gr_source,
+                           cache=cache, chunk_size=o.chunk_size, timeout=o.timeout,
+                           retries=o.retries, radius=o.radius, epoch=o.epoch, url=o.url)
+    rel, gr = RELEASES[o.gaia_release], GR_SOURCES[o.gr_source][o.gaia_release]
+    recorded = {"input": os.path.abspath(input), "gaia_release": o.gaia_release,
+                "gr_source": o.gr_source, "chunk_size": o.chunk_size, "radius": o.radius,
+                "epoch": o.epoch, "url": o.url, "cache": str(cache) if cache else None}
+    meta = provenance("fetch-photometry", recorded, GAIAREL=rel["name"],
                       RADLUM=rel["flame_label"],
                       XM2MASS=rel["tmass_xm"], XMWISE=rel["allwise_xm"],
                       GRSOURCE=f"{gr['table']} via {gr['xm']}", GRSYSTEM=gr["label"],

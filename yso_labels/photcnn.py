@@ -23,12 +23,14 @@ from astropy.table import Table
 from torch import nn
 
 from yso_labels.core.checkpoint import load_checkpoint, register_model, save_checkpoint
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import resolve_device, seed_everything
 from yso_labels.core.sanity import missing_magnitudes
 from yso_labels.core.scaling import Standardiser
 from yso_labels.core.tables import TableError, read_meta, read_table
 from yso_labels.core.training import ArrayDataset, TrainOptions, fit, standardised_mse
 from yso_labels.isochrones import BANDS
+from yso_labels.options import PhotcnnEvaluateOptions, PhotcnnPredictOptions, PhotcnnTrainOptions
 from yso_labels.synthetic import LIMITS, REPORT_RULES, apply_limits, distance_modulus
 
 log = logging.getLogger(__name__)
@@ -174,13 +176,11 @@ def build_targets(table: Table, where: str = "training table") -> np.ndarray:
 
 # ---------------------------------------------------------------------------- training
 
-def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: int = 300,
-                  batch_size: int = 256, lr: float = 2e-3, dev_fraction: float = 0.1,
-                  patience: int = 25, channels: Sequence[int] = (32, 64, 128),
-                  hidden: int = 256, use_radius_lum: bool = True, device: str = "auto",
-                  max_rows: int | None = None, resume: bool = True,
-                  models: str | None = None) -> dict:
-    """Train the photometric CNN on a synthetic table; write the checkpoint ``out``.
+def train_photcnn(train_table, out: str | os.PathLike,
+                  options: PhotcnnTrainOptions | None = None, **kwargs) -> dict:
+    """Train the photometric CNN on a synthetic table; write the checkpoint ``out``. The
+    options are :class:`yso_labels.options.PhotcnnTrainOptions`, given as ``options`` or as
+    keyword arguments of the same names.
 
     Trains with the toolkit's one loop (:func:`yso_labels.core.training.fit`): Adam on the
     mean squared error of standardised outputs (:class:`yso_labels.core.scaling.Standardiser`
@@ -192,18 +192,19 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
     drawn from (its ``MODELS`` header, :mod:`yso_labels.families`); the table's family is
     recorded in ``meta['models']`` either way.
     """
+    o = resolve_options(PhotcnnTrainOptions, options, kwargs)
     table = _read(train_table, "training table")
     where = ("training table" if isinstance(train_table, Table)
              else f"training table {train_table}")
     family = str(table.meta.get("MODELS", "parsec" if "PARSEC" in
                                 str(table.meta.get("GRID", "")) else "user grid"))
-    if models is not None and models != family:
+    if o.models is not None and o.models != family:
         raise ValueError(f"{where}: drawn from model family {family!r} (header MODELS), "
-                         f"but models={models!r} was requested")
-    if max_rows:
-        table = table[:max_rows]
+                         f"but models={o.models!r} was requested")
+    if o.max_rows:
+        table = table[:o.max_rows]
     bands = table_bands(table)
-    x, problems = build_inputs(table, bands, use_radius_lum, where=where)
+    x, problems = build_inputs(table, bands, o.use_radius_lum, where=where)
     y = build_targets(table, where)
     bad = ~(np.isfinite(x).all(1) & np.isfinite(y).all(1))
     if bad.any():
@@ -211,37 +212,38 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
                          f"(first row {np.nonzero(bad)[0][0]})")
     if len(x) < 20:
         raise ValueError(f"{where}: {len(x)} rows are too few to train on")
-    rng = seed_everything(seed)
+    rng = seed_everything(o.seed)
     perm = rng.permutation(len(x))
-    n_dev = max(int(round(dev_fraction * len(x))), 1)
+    n_dev = max(int(round(o.dev_fraction * len(x))), 1)
     dev_idx, tr_idx = perm[:n_dev], perm[n_dev:]
     x_scaler, y_scaler = Standardiser.fit(x[tr_idx]), Standardiser.fit(y[tr_idx])
     xs, ys = x_scaler.transform(x), y_scaler.transform(y)
-    arch = {"n_inputs": x.shape[1], "n_outputs": len(OUTPUTS), "channels": list(channels),
-            "hidden": hidden}
-    options = {"seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-               "dev_fraction": dev_fraction, "patience": patience, "n_rows": len(x),
-               "use_radius_lum": use_radius_lum, **arch}
+    arch = {"n_inputs": x.shape[1], "n_outputs": len(OUTPUTS),
+            "channels": list(o.channels), "hidden": o.hidden}
+    recorded = {"seed": o.seed, "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr,
+                "dev_fraction": o.dev_fraction, "patience": o.patience, "n_rows": len(x),
+                "use_radius_lum": o.use_radius_lum, **arch}
     model = PhotCNN(**arch)
-    meta = {"bands": bands, "features": feature_names(bands, use_radius_lum),
+    meta = {"bands": bands, "features": feature_names(bands, o.use_radius_lum),
             "outputs": list(OUTPUTS), "x_mean": x_scaler.mean.tolist(),
             "x_std": x_scaler.std.tolist(), "y_mean": y_scaler.mean.tolist(),
             "y_std": y_scaler.std.tolist(),
             "x_min": x.min(0).tolist(), "x_max": x.max(0).tolist(),
-            "use_radius_lum": use_radius_lum, "limits": {b: LIMITS[b] for b in bands},
-            "report_rules": dict(REPORT_RULES), "seed": seed, "options": options,
+            "use_radius_lum": o.use_radius_lum, "limits": {b: LIMITS[b] for b in bands},
+            "report_rules": dict(REPORT_RULES), "seed": o.seed, "options": recorded,
             "models": family, "grid": str(table.meta.get("GRID", "")), "grid_source":
             str(table.meta.get("GRIDSRC", "")), "mh": str(table.meta.get("MH", "")),
             "training_data": str(train_table) if not isinstance(train_table, Table)
             else "table in memory", "training_seed": str(table.meta.get("SEED", ""))}
-    train_options = TrainOptions(batch_size=batch_size, lr=lr, dropout=0.0, patience=patience,
-                                 max_epochs=epochs, seed=seed, device=device, resume=resume,
-                                 lr_plateau=max(patience // 3, 1), progress=False)
+    train_options = TrainOptions(batch_size=o.batch_size, lr=o.lr, dropout=0.0,
+                                 patience=o.patience, max_epochs=o.epochs, seed=o.seed,
+                                 device=o.device, resume=o.resume,
+                                 lr_plateau=max(o.patience // 3, 1), progress=False)
     partial = Path(f"{out}.partial")
     result = fit(model, ArrayDataset(xs[tr_idx], ys[tr_idx]), ArrayDataset(xs[dev_idx],
                                                                            ys[dev_idx]),
                  standardised_mse, partial, train_options,
-                 {**meta, "resume_key": {k: v for k, v in options.items()
+                 {**meta, "resume_key": {k: v for k, v in recorded.items()
                                          if k not in ("epochs", "patience")}},
                  prepare=_prepare, arch_kwargs=arch)
     history = [{"epoch": h["epoch"], "train": h["train_loss"], "dev": h["dev_loss"],
@@ -249,7 +251,7 @@ def train_photcnn(train_table, out: str | os.PathLike, seed: int = 0, epochs: in
     meta.update(best_epoch=result.best_epoch, epochs_run=len(history),
                 dev_loss=result.best_loss,
                 train_seconds=round(sum(h["seconds"] for h in result.history), 2),
-                history=history, device=str(resolve_device(device)))
+                history=history, device=str(resolve_device(o.device)))
     save_checkpoint(out, model, arch, meta)
     shutil.rmtree(partial, ignore_errors=True)
     return meta
@@ -318,14 +320,16 @@ def predict_photcnn(model_path, table, device: str = "auto", allow_missing: bool
     return out
 
 
-def run_predict(model_path, input, output, device: str = "auto",
-                allow_missing: bool = False) -> Path:
-    """Predict on the table ``input`` and write ``output`` with provenance."""
+def run_predict(model_path, input, output, options: PhotcnnPredictOptions | None = None,
+                **kwargs) -> Path:
+    """Predict on the table ``input`` and write ``output`` with provenance; options
+    :class:`yso_labels.options.PhotcnnPredictOptions` (or keywords of the same names)."""
     from yso_labels.core.tables import provenance, write_table
 
-    pred = predict_photcnn(model_path, input, device=device, allow_missing=allow_missing)
+    o = resolve_options(PhotcnnPredictOptions, options, kwargs)
+    pred = predict_photcnn(model_path, input, device=o.device, allow_missing=o.allow_missing)
     meta = provenance("photcnn predict", {"model": str(model_path), "input": str(input),
-                                          "allow_missing": allow_missing},
+                                          "allow_missing": o.allow_missing},
                       model=str(model_path), grid=pred.meta.get("PCGRID", ""),
                       models=pred.meta.get("PCMODELS", ""),
                       n_out_of_domain=int(pred["out_of_domain"].sum()))
@@ -354,11 +358,14 @@ def scores(pred: Table, truth: Table) -> dict:
     return result
 
 
-def evaluate_photcnn(model_path, test_table, device: str = "auto") -> dict:
+def evaluate_photcnn(model_path, test_table, options: PhotcnnEvaluateOptions | None = None,
+                     **kwargs) -> dict:
     """Scores (:func:`scores`) of the model on a synthetic test table with truth columns.
 
-    Raises ``ValueError`` when the test table was drawn for another band set.
+    Raises ``ValueError`` when the test table was drawn for another band set. Options:
+    :class:`yso_labels.options.PhotcnnEvaluateOptions` (or keywords of the same names).
     """
+    o = resolve_options(PhotcnnEvaluateOptions, options, kwargs)
     _, ckpt = load_checkpoint(model_path, expect=PhotCNN)
     table = _read(test_table, "test table")
     bands = table_bands(table)
@@ -366,7 +373,7 @@ def evaluate_photcnn(model_path, test_table, device: str = "auto") -> dict:
         raise ValueError(f"model {model_path} was trained on bands "
                          f"{' '.join(ckpt['meta']['bands'])}; test table {test_table} has "
                          f"{' '.join(bands)}")
-    pred = predict_photcnn(model_path, table, device=device)
+    pred = predict_photcnn(model_path, table, device=o.device)
     result = scores(pred, table)
     result["n_out_of_domain"] = int(pred["out_of_domain"].sum())
     result["units"] = {"log_age": "dex", "mass": "Msun", "av": "mag",

@@ -22,6 +22,7 @@ import numpy as np
 from astropy.table import Table
 
 from yso_labels.core.guards import check_memory, positive_int
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import seed_everything
 from yso_labels.extinction import (  # noqa: F401  (re-exported: the constants moved)
     band_ratios,
@@ -37,6 +38,7 @@ from yso_labels.isochrones import (
     mass_coverage,
     require_bands,
 )
+from yso_labels.options import SynthOptions
 
 log = logging.getLogger(__name__)
 
@@ -234,13 +236,13 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     return out
 
 
-def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
-          bands: Sequence[str] | None = None, mh: float = 0.0,
-          k_excess: tuple[float, float] | None = None, models: str | None = None,
-          extinction: str = "law"):
+def synth(n: int, seed: int, out: str | os.PathLike, options: SynthOptions | None = None,
+          **kwargs):
     """Draw a population (:func:`draw_population`) and write it with provenance to ``out``.
 
-    ``isochrones``: None (the ``models`` family), a path, or a list of CMD files to join.
+    The options are :class:`yso_labels.options.SynthOptions`, given as ``options`` or as
+    keyword arguments of the same names. ``isochrones``: None (the ``models`` family), a
+    path, or a list of CMD files to join.
     ``models``: ``parsec`` (default), ``dsep-magnetic`` or ``dsep-standard``
     (:mod:`yso_labels.families`); not together with ``isochrones``. ``extinction``:
     ``law`` or ``fixed`` (see :func:`draw_population`).
@@ -248,19 +250,20 @@ def synth(n: int, seed: int, out: str | os.PathLike, isochrones=None,
     from yso_labels.core.tables import provenance, write_table
     from yso_labels.families import DEFAULT_MODELS, check_models, load_models
 
-    if isochrones is not None and models is not None:
+    o = resolve_options(SynthOptions, options, kwargs)
+    if o.isochrones is not None and o.models is not None:
         raise ValueError("give either isochrones (a user grid file) or models (a packaged "
                          "model family), not both")
-    if isochrones is None:
-        grid = load_models(check_models(models or DEFAULT_MODELS), mh=mh)
+    if o.isochrones is None:
+        grid = load_models(check_models(o.models or DEFAULT_MODELS), mh=o.mh)
     else:
-        grid = load_isochrones(isochrones, mh=mh)
-    table = draw_population(n, seed, grid=grid, bands=bands, k_excess=k_excess,
-                            extinction=extinction)
-    meta = provenance("synth", {"n": n, "seed": seed, "isochrones": isochrones,
-                                "bands": list(bands) if bands else None, "mh": mh,
-                                "models": table.meta["MODELS"], "extinction": extinction,
-                                "k_excess": k_excess},
+        grid = load_isochrones(o.isochrones, mh=o.mh)
+    table = draw_population(n, seed, grid=grid, bands=o.bands, k_excess=o.k_excess,
+                            extinction=o.extinction)
+    meta = provenance("synth", {"n": n, "seed": seed, "isochrones": o.isochrones,
+                                "bands": list(o.bands) if o.bands else None, "mh": o.mh,
+                                "models": table.meta["MODELS"], "extinction": o.extinction,
+                                "k_excess": o.k_excess},
                       **{k: v for k, v in table.meta.items()})
     table.meta.clear()
     return write_table(table, out, meta)

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from yso_labels.core.options import resolve_options
+from yso_labels.options import PhotcnnCompareOptions
+
 #: Quantities compared: name → (prediction column, transform, unit).
 QUANTITIES = {"log_age": ("age_myr", lambda v: np.log10(v) + 6.0, "dex"),
               "mass": ("mass", lambda v: v, "Msun"),
@@ -153,24 +156,26 @@ def systematics_figure(diffs: Table, title: str = ""):
 
 
 def run_compare(models: Sequence[str | os.PathLike], input, out: str | os.PathLike,
-                device: str = "cpu", allow_missing: bool = False) -> dict[str, Path]:
+                options: PhotcnnCompareOptions | None = None, **kwargs) -> dict[str, Path]:
     """Label ``input`` with each checkpoint of ``models`` and write to directory ``out``:
     ``family_systematics.csv`` (per star), ``family_systematics_summary.csv`` and
     ``family_systematics.png``; headers record the toolkit version, options and the
-    checkpoints' families."""
+    checkpoints' families. Options: :class:`yso_labels.options.PhotcnnCompareOptions` (or
+    keywords of the same names)."""
     from yso_labels.core.figures import save_figure
     from yso_labels.core.tables import provenance, write_table
 
+    o = resolve_options(PhotcnnCompareOptions, options, kwargs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    preds = label_with_families(input, models, device=device, allow_missing=allow_missing)
+    preds = label_with_families(input, models, device=o.device, allow_missing=o.allow_missing)
     diffs = family_differences(preds)
     summary = summarise(diffs)
     figure = save_figure(systematics_figure(diffs, title=Path(str(input)).name),
                          out / "family_systematics.png")
     meta = provenance("photcnn compare", {"models": [str(m) for m in models],
                                           "input": str(input),
-                                          "allow_missing": allow_missing},
+                                          "allow_missing": o.allow_missing},
                       families=" ".join(preds), units=summary.meta["UNITS"])
     diffs.meta.clear()
     summary.meta.clear()

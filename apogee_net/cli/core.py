@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from apogee_net.options import (
-    ARCH_CHECK_HELP,
-    ARCH_HELP,
-    ARCHS,
-    PHOTOMETRY_HELP,
-    ApogeeTrainOptions,
-    PredictOptions,
-)
+from apogee_net.options import ApogeeTrainOptions, PredictOptions
 from yso_labels.core.options import add_dataclass_arguments, from_namespace
 
 
@@ -26,15 +19,6 @@ def print_fit(result) -> None:
     if result.model_path is not None:
         print(f"best model (epoch {result.best_epoch}, dev loss {result.best_loss:.5g}): "
               f"{result.model_path}")
-
-
-def add_arch_options(p, default: str | None = None) -> None:
-    """``--arch`` and ``--photometry`` (APOGEE Net II) of adapt and evaluate (train and
-    predict have them from their options, :mod:`apogee_net.options`)."""
-    p.add_argument("--arch", choices=ARCHS, default=default,
-                   help=ARCH_HELP + (f" (default {default})" if default else
-                                     ARCH_CHECK_HELP[len(ARCH_HELP):]))
-    p.add_argument("--photometry", metavar="TABLE", help=PHOTOMETRY_HELP)
 
 
 def _cmd_predict(args) -> int:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from apogee_net.options import IngestOptions
+from apogee_net.options import IngestOptions, SimulateOptions
 from apogee_net.spectra import ingest, simulate
 from yso_labels.cli import failure_status
-from yso_labels.core.guards import nonneg_int
 from yso_labels.core.options import add_dataclass_arguments, from_namespace
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    report = simulate.simulate_apstar(
-        args.labels_table, args.out_dir, emulator=args.emulator, snr=args.snr, seed=args.seed,
-        convention=args.convention, out_of_range=args.out_of_range, overwrite=args.overwrite,
-        progress=not args.no_progress, augment=args.augment)
+    report = simulate.simulate_apstar(args.labels_table, args.out_dir,
+                                      from_namespace(SimulateOptions, args))
     print(f"simulate: {report['n_written']} written, {report['n_kept']} kept "
           f"({report['n_clipped']} clipped) in {report['out_dir']} with {report['model']}; "
           f"labels used in {report['summary']}")
@@ -46,25 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--labels", dest="labels_table", required=True, metavar="TABLE",
                    help="table with apogee_id teff logg fe_h (optional alpha_m, H, ra, dec)")
     p.add_argument("--out", dest="out_dir", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--emulator", metavar="NPZ",
-                   help="NN_unnormalized_spectra.npz of The Payne (scripts/"
-                   "fetch_payne_emulator.py downloads it); 'analytic' for the fallback; default: "
-                   "$YSO_PAYNE_DIR or the download cache, else the fallback with a warning")
-    p.add_argument("--snr", default="50:200", metavar="LO:HI",
-                   help="SNR range, drawn uniformly per star (default 50:200)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--convention", choices=("dr17", "dr13"), default="dr17",
-                   help="layout of pixels without data (default dr17: NaN, 2 rows)")
-    p.add_argument("--out-of-range", choices=("error", "clip", "extrapolate"),
-                   default="error", help="labels outside the emulator's range: stop "
-                   "(default), clip, or extrapolate the emulator; flagged LBLCLIP")
-    p.add_argument("--augment", default="none", metavar="none|default|FILE.npz",
-                   help="draw real-instrument systematics onto the spectra (their bit mask "
-                   "goes to HDU3): 'none' (default; `apogee-net train` augments anyway), "
-                   "'default' (learnt from real DR17 files) or a file made by "
-                   "scripts/learn_apstar_systematics.py")
-    p.add_argument("--overwrite", action="store_true", help="rewrite existing files")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_arguments(p, SimulateOptions)
     p.set_defaults(func=_cmd_simulate)
 
     p = subparsers.add_parser(

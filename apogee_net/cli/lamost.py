@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from apogee_net.options import (
     LamostIngestOptions,
+    LamostLabelsOptions,
     LamostPredictOptions,
     LamostTrainOptions,
-    standard_arg,
 )
 from yso_labels.cli import failure_status
-from yso_labels.core.guards import nonneg_int
 from yso_labels.core.options import add_dataclass_arguments, from_namespace
 
 
@@ -28,13 +27,8 @@ def _cmd_ingest(args) -> int:
 def _cmd_labels(args) -> None:
     from apogee_net.lamost.training import build_training_labels
 
-    path = build_training_labels(args.allstar, args.store, args.out, how=args.how,
-                                 max_sep=args.max_sep, lamost_key=args.lamost_key,
-                                 id_table=args.id_table, apogee_key=args.apogee_key,
-                                 require_core=not args.keep_incomplete,
-                                 weights=args.weights, weight_standard=args.weight_standard,
-                                 uncovered_weight=args.uncovered_weight, seed=args.seed,
-                                 quality_cuts=args.quality_cuts, duplicates=args.duplicates)
+    path = build_training_labels(args.allstar, args.store, args.out,
+                                 from_namespace(LamostLabelsOptions, args))
     print(f"wrote {path}")
 
 
@@ -82,27 +76,7 @@ def register(sub) -> None:
     p.add_argument("--allstar", required=True, help="allStar-like FITS/CSV table")
     p.add_argument("--store", required=True, help="LAMOST store from `lamost ingest`")
     p.add_argument("--out", required=True, metavar="LABELS.fits")
-    p.add_argument("--how", choices=("position", "id"), default="position")
-    p.add_argument("--max-sep", type=float, default=3.0, help="arcsec (default 3)")
-    p.add_argument("--id-table", help="--how id: table with spec_id (LAMOST OBSID) and the "
-                   "APOGEE ID column named by --lamost-key")
-    p.add_argument("--lamost-key", help="--how id: the APOGEE ID column of --id-table")
-    p.add_argument("--apogee-key", default="APOGEE_ID")
-    p.add_argument("--keep-incomplete", action="store_true",
-                   help="keep stars without Teff, log g, [Fe/H] or [M/H] (paper: dropped)")
-    p.add_argument("--weights", choices=("feh", "none"), default="feh")
-    p.add_argument("--weight-standard", type=standard_arg, default=410.0,
-                   help="stars per bin of the weight standard (paper: 410) or 'auto'")
-    p.add_argument("--uncovered-weight", choices=("error", "one"), default="error",
-                   help="stars outside the weight table: stop (default) or weight 1")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the split")
-    p.add_argument("--quality-cuts", choices=("default", "none"), default="default",
-                   help="drop APOGEE rows with ASPCAPFLAG STAR_BAD, STARFLAG BAD_PIXELS, "
-                   "COMMISSIONING, VERY_BRIGHT_NEIGHBOR, LOW_SNR or EXTRATARG COMMISSIONING "
-                   "(default), or none")
-    p.add_argument("--duplicates", choices=("best-snr", "keep"), default="best-snr",
-                   help="APOGEE IDs with several rows: keep the highest-S/N row (default) "
-                   "or all")
+    add_dataclass_arguments(p, LamostLabelsOptions)
     p.set_defaults(func=_cmd_labels)
 
     p = cmds.add_parser("train", help="train the Bayesian CNN",

@@ -42,7 +42,9 @@ from apogee_net.evaluation.groupcal import (
 )
 from apogee_net.evaluation.metrics import mse_table, scatter_table
 from apogee_net.inference.predict import load_model
+from apogee_net.options import EvaluateOptions
 from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import resolve_device
 from yso_labels.core.tables import provenance, write_table
 
@@ -99,34 +101,34 @@ def _arrays(pred: Table, names):
     return label, est, sigma
 
 
-def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int = 0,
-                   device: str = "auto", apply_calibration: bool = False,
-                   arch: str | None = None, photometry=None, calibration: str = "crossfit",
-                   folds: int = CROSSFIT_FOLDS) -> dict:
+def evaluate_model(model, store, labels, out, options: EvaluateOptions | None = None,
+                   **kwargs) -> dict:
     """Write the evaluation report of ``model`` on ``store`` + ``labels`` to ``out``; return
-    a summary dict (tables as lists of rows, calibration factors, figure paths).
-    ``arch``/``photometry``: as for :func:`predict_labelled`; ``calibration``: ``crossfit``
-    (factors from ``cal`` + ``test``, ``folds``-fold cross-fitted) or ``cal``
-    (:func:`apogee_net.evaluation.groupcal.calibrate`)."""
+    a summary dict (tables as lists of rows, calibration factors, figure paths). The options
+    are :class:`apogee_net.options.EvaluateOptions`, given as ``options`` or as keyword
+    arguments of the same names. ``arch``/``photometry``: as for :func:`predict_labelled`;
+    ``calibration``: ``crossfit`` (factors from ``cal`` + ``test``, ``folds``-fold
+    cross-fitted) or ``cal`` (:func:`apogee_net.evaluation.groupcal.calibrate`)."""
+    o = resolve_options(EvaluateOptions, options, kwargs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pred = predict_labelled(model, store, labels, realizations, seed, device, arch=arch,
-                            photometry=photometry)
+    pred = predict_labelled(model, store, labels, o.realizations, o.seed, o.device,
+                            arch=o.arch, photometry=o.photometry)
     names = pred.meta["label_names"]
     label, est, sigma = _arrays(pred, names)
     src, split = np.asarray(pred["source"]), np.asarray(pred["split"])
-    options = {"model": str(model), "store": str(store), "labels": str(labels),
-               "realizations": realizations, "seed": seed, "arch": arch,
-               "photometry": None if photometry is None else str(photometry),
-               "calibration": calibration, "folds": folds}
-    meta = provenance("apogee-net evaluate", options)
+    recorded = {"model": str(model), "store": str(store), "labels": str(labels),
+                "realizations": o.realizations, "seed": o.seed, "arch": o.arch,
+                "photometry": None if o.photometry is None else str(o.photometry),
+                "calibration": o.calibration, "folds": o.folds}
+    meta = provenance("apogee-net evaluate", recorded)
 
     t2 = mse_table(est, label, pred.meta["label_std"], src, split)
     t3 = scatter_table(est, label, names, src, split)
     assigned = assign_group(est[:, names.index("teff")], est[:, names.index("logg")]) \
         if {"teff", "logg"} <= set(names) else np.full(len(src), "all")
     record, k_rule, k_source, cal_rows = fit_calibration(
-        est, label, sigma, src, split, names, assigned, calibration, folds, seed)
+        est, label, sigma, src, split, names, assigned, o.calibration, o.folds, o.seed)
     cov_rows = []
     for s in ("test", record["base"]):
         sel = split == s
@@ -150,13 +152,13 @@ def evaluate_model(model, store, labels, out, realizations: int = 100, seed: int
         evalplots.plot_kiel(est[:, names.index("teff")], est[:, names.index("logg")], src,
                             out / "kiel.png"),
     ]
-    if apply_calibration:
+    if o.apply_calibration:
         store_sigma_scale(model, record)
     summary = {"table2": [dict(r) for r in _plain(t2)], "table3": [dict(r) for r in _plain(t3)],
                "calibration": [dict(r) for r in _plain(tables["calibration"])],
                "sigma_scale": record, "factor_split": record["split"],
                "n_calibration": int(cal_rows.sum()),
-               "applied": apply_calibration, "figures": [str(f) for f in figures]}
+               "applied": o.apply_calibration, "figures": [str(f) for f in figures]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
 

@@ -29,15 +29,15 @@ from astropy.table import Table
 
 from apogee_net.lamost.labels import (
     LABELS,
-    WEIGHT_STANDARD,
     apply_weights,
     crossmatch_lamost_apogee,
     treat_labels,
     weight_table,
 )
 from apogee_net.network import ood
-from apogee_net.options import LamostTrainOptions
+from apogee_net.options import LamostLabelsOptions, LamostTrainOptions
 from yso_labels.core import distributed
+from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import seed_everything
 from yso_labels.core.sanity import check_labels
 from yso_labels.core.tables import provenance, read_table, write_table
@@ -86,15 +86,11 @@ def assign_splits(fe_h: np.ndarray, fractions=SPLIT_FRACTIONS, seed: int = 0,
     return out
 
 
-def build_training_labels(allstar, store, out, how: str = "position", max_sep: float = 3.0,
-                          lamost_key: str | None = None, id_table=None,
-                          apogee_key: str = "APOGEE_ID",
-                          require_core: bool = True, weights: str = "feh",
-                          weight_standard: float | str = WEIGHT_STANDARD,
-                          uncovered_weight: str = "error", seed: int = 0,
-                          source: str = "apogee", quality_cuts: str | dict = "default",
-                          duplicates: str = "best-snr") -> Path:
-    """Write the training label table ``out`` for the LAMOST store ``store``.
+def build_training_labels(allstar, store, out, options: LamostLabelsOptions | None = None,
+                          **kwargs) -> Path:
+    """Write the training label table ``out`` for the LAMOST store ``store``. The options are
+    :class:`apogee_net.options.LamostLabelsOptions`, given as ``options`` or as keyword
+    arguments of the same names.
 
     ``allstar``: APOGEE allStar-like table (path or Table; columns of
     :func:`~.labels.treat_labels`, plus RA/DEC or ``apogee_key``); ``how``: cross-match by
@@ -118,48 +114,49 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     ``match_sep``, the 14 labels and ``_err``, ``n_labels``, ``core_complete``, ``weight``,
     ``split``, ``source``.
     """
+    o = resolve_options(LamostLabelsOptions, options, kwargs)
     from apogee_net.lamost.allstar import prepare_allstar
     from apogee_net.spectra.store import store_table
     from yso_labels.core.tables import check_columns
 
     apogee = allstar if isinstance(allstar, Table) else read_table(
         allstar, what="APOGEE allStar table")
-    apogee, qreport = prepare_allstar(apogee, cuts=quality_cuts, duplicates=duplicates,
-                                      id_column=apogee_key)
-    check_columns(apogee, [apogee_key], "APOGEE allStar table"
+    apogee, qreport = prepare_allstar(apogee, cuts=o.quality_cuts, duplicates=o.duplicates,
+                                      id_column=o.apogee_key)
+    check_columns(apogee, [o.apogee_key], "APOGEE allStar table"
                   + ("" if isinstance(allstar, Table) else f" {allstar}"))
     if len(apogee) == 0:
         raise ValueError(f"APOGEE allStar table: no row left after the quality cuts "
                          f"({qreport['cuts']}); try quality_cuts='none'")
     spectra = store_table(store)
-    if how == "id":
-        if id_table is None or lamost_key is None:
+    if o.how == "id":
+        if o.id_table is None or o.lamost_key is None:
             raise ValueError("cross-match by id needs id_table (spec_id → APOGEE ID) and "
                              "lamost_key (its APOGEE ID column)")
-        ids = id_table if isinstance(id_table, Table) else read_table(
-            id_table, required=["spec_id", lamost_key], what="LAMOST–APOGEE ID table")
+        ids = o.id_table if isinstance(o.id_table, Table) else read_table(
+            o.id_table, required=["spec_id", o.lamost_key], what="LAMOST–APOGEE ID table")
         lookup = {str(a).strip(): str(b).strip()
-                  for a, b in zip(ids["spec_id"], ids[lamost_key], strict=True)}
-        spectra[lamost_key] = [lookup.get(str(k), "") for k in spectra["apogee_id"]]
-    matched = crossmatch_lamost_apogee(spectra, apogee, how=how, max_sep=max_sep,
-                                       lamost_id="apogee_id", lamost_key=lamost_key,
-                                       apogee_key=apogee_key, ra=("ra", "RA"),
+                  for a, b in zip(ids["spec_id"], ids[o.lamost_key], strict=True)}
+        spectra[o.lamost_key] = [lookup.get(str(k), "") for k in spectra["apogee_id"]]
+    matched = crossmatch_lamost_apogee(spectra, apogee, how=o.how, max_sep=o.max_sep,
+                                       lamost_id="apogee_id", lamost_key=o.lamost_key,
+                                       apogee_key=o.apogee_key, ra=("ra", "RA"),
                                        dec=("dec", "DEC"))
     if len(matched) == 0:
-        raise ValueError(f"no LAMOST spectrum of {store} matched an APOGEE star ({how}"
-                         + (f", {max_sep} arcsec)" if how == "position" else ")"))
+        raise ValueError(f"no LAMOST spectrum of {store} matched an APOGEE star ({o.how}"
+                         + (f", {o.max_sep} arcsec)" if o.how == "position" else ")"))
     _, first = np.unique(np.asarray(matched["spec_id"]), return_index=True)
     if first.size < len(matched):  # one spectrum ID stored twice (e.g. DR5 and DR9 copies)
         log.info("label table: %d repeated spectrum ID(s) kept once",
                  len(matched) - first.size)
         matched = matched[np.sort(first)]
-    table = treat_labels(matched, id_column=apogee_key, where="APOGEE labels")
+    table = treat_labels(matched, id_column=o.apogee_key, where="APOGEE labels")
     treated = table.meta.pop("TREATED")
     table.rename_column("apogee_id", "apogee_name")
     table.add_column(matched["spec_id"], name="spec_id", index=0)
     table["match_sep"] = matched["match_sep"]
     keep = table["n_labels"] > 0
-    if require_core:
+    if o.require_core:
         keep &= table["core_complete"]
     log.info("label table: %d matched spectra, %d kept (%d without core labels, %d without "
              "any label)", len(table), int(keep.sum()), int((~table["core_complete"]).sum()),
@@ -171,30 +168,30 @@ def build_training_labels(allstar, store, out, how: str = "position", max_sep: f
     # by star: repeat spectra of one APOGEE star share a split (a blank ID: its own star)
     star = [name if str(name).strip() else f"spectrum:{sid}"
             for name, sid in zip(table["apogee_name"], table["spec_id"], strict=True)]
-    table["split"] = assign_splits(table["fe_h"], seed=seed, groups=star)
+    table["split"] = assign_splits(table["fe_h"], seed=o.seed, groups=star)
     wmeta = {}
-    if weights == "feh":
+    if o.weights == "feh":
         wt = weight_table(np.asarray(table["fe_h"])[table["split"] == "train"],
-                          standard=weight_standard)
+                          standard=o.weight_standard)
         fe = np.asarray(table["fe_h"], float)
         covered = np.isfinite(fe) & (fe >= wt["lo"][0]) & (fe <= wt["hi"][-1])
         w = np.ones(len(table))
-        if not covered.all() and uncovered_weight == "error":
+        if not covered.all() and o.uncovered_weight == "error":
             apply_weights(fe, wt, ids=list(table["spec_id"]))  # raises, naming the stars
         w[covered] = apply_weights(fe[covered], wt)
         table["weight"] = w
         wmeta = {"WSTD": wt.meta["standard"], "WCAP": wt.meta["cap"],
                  "WUNCOV": int((~covered).sum())}
-    elif weights == "none":
+    elif o.weights == "none":
         table["weight"] = np.ones(len(table))
     else:
-        raise ValueError(f"weights must be 'feh' or 'none', got {weights!r}")
-    table["source"] = source
-    options = {"how": how, "max_sep": max_sep, "require_core": require_core,
-               "weights": weights, "weight_standard": weight_standard,
-               "uncovered_weight": uncovered_weight, "seed": seed,
-               "quality_cuts": quality_cuts, "duplicates": duplicates}
-    meta = provenance("apogee-net lamost labels", options, STORE=str(store),
+        raise ValueError(f"weights must be 'feh' or 'none', got {o.weights!r}")
+    table["source"] = o.source
+    recorded = {"how": o.how, "max_sep": o.max_sep, "require_core": o.require_core,
+                "weights": o.weights, "weight_standard": o.weight_standard,
+                "uncovered_weight": o.uncovered_weight, "seed": o.seed,
+                "quality_cuts": o.quality_cuts, "duplicates": o.duplicates}
+    meta = provenance("apogee-net lamost labels", recorded, STORE=str(store),
                       METHOD="Li et al. sec 2.2.1 label treatment, sec 2.2.2 weights",
                       TREATED=str(treated), QCUTS=json.dumps(qreport), **wmeta)
     return write_table(table, out, meta)
@@ -264,7 +261,7 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     from apogee_net.network.train import data_key, fit_flux_scaler
     from apogee_net.spectra.dataset import SpectraDataset, join_labels
     from apogee_net.spectra.store import open_store
-    from yso_labels.core.options import narrow, resolve_options
+    from yso_labels.core.options import narrow
     from yso_labels.core.scaling import Standardiser
     from yso_labels.core.training import LAST_NAME, TrainOptions, check_resumable, fit
 

@@ -38,16 +38,18 @@ from astropy.table import Table
 from apogee_net.network.model import APOGEENet
 from apogee_net.network.published import preprocess_from_meta
 from apogee_net.network.train import predict_dataset
+from apogee_net.options import AdaptOptions
 from yso_labels.core.atomic import atomic_write
 from yso_labels.core.checkpoint import load_checkpoint, save_checkpoint
-from yso_labels.core.training import BEST_NAME, TrainOptions, fit, standardised_mse
+from yso_labels.core.options import TrainOptions, resolve_options
+from yso_labels.core.training import BEST_NAME, fit, standardised_mse
 
 log = logging.getLogger(__name__)
 
 RARE = ("mstar", "yso")
 MAJORITY = "payne"
 #: Default largest relative increase of the majority group's dev loss a round may cause.
-MAJORITY_TOLERANCE = 0.05
+MAJORITY_TOLERANCE = AdaptOptions.majority_tolerance
 REPORT_NAME = "adapt_report.csv"
 LOG_NAME = "adapt_log.csv"
 #: Default learning rate of the adaptation rounds relative to the run's. The paper does not
@@ -57,7 +59,7 @@ LOG_NAME = "adapt_log.csv"
 LR_FACTOR = 0.02
 #: Default batch size of the adaptation rounds: the rare groups are small, so batches of
 #: 128 would give a handful of steps per epoch.
-ADAPT_BATCH = 32
+ADAPT_BATCH = AdaptOptions.batch_size
 
 
 def draw_subset(indices: np.ndarray, fraction: float, seed: int, round_: int) -> np.ndarray:
@@ -88,15 +90,12 @@ def rare_loss(losses: dict[str, float]) -> float:
     return float(np.mean(vals))
 
 
-def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=None,
-          max_rounds: int = 20, round_patience: int = 2, max_epochs: int = 30,
-          patience: int = 8, batch_size: int = ADAPT_BATCH, lr: float | None = None,
-          device: str = "auto", workers: int = 0, min_improvement: float = 1e-3,
-          majority_tolerance: float = MAJORITY_TOLERANCE, progress: bool = True,
-          arch: str | None = None, photometry=None) -> Table:
+def adapt(run, out, options: AdaptOptions | None = None, **kwargs) -> Table:
     """Stratified adaptation of the model in ``run`` (a run directory or its ``model.pt``),
     writing the adapted model to ``out/model.pt`` and the round log to
     ``out/adapt_log.csv``; returns the log as a Table.
+    The options are :class:`apogee_net.options.AdaptOptions`, given as ``options`` or as
+    keyword arguments of the same names.
 
     ``store``, ``labels``: default to those the run was trained on. ``round_patience``:
     rounds without a relative improvement of ``min_improvement`` in the rare-group dev loss
@@ -113,16 +112,17 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     from apogee_net.network.photometry import WithPhotometry, labelled_photometry
     from apogee_net.spectra.dataset import SpectraDataset, join_labels
 
-    if majority_tolerance < 0:
-        raise ValueError(f"majority_tolerance must be ≥ 0, got {majority_tolerance}")
+    o = resolve_options(AdaptOptions, options, kwargs)
+    if o.majority_tolerance < 0:
+        raise ValueError(f"majority_tolerance must be ≥ 0, got {o.majority_tolerance}")
 
     run = Path(run)
     model_path = run / BEST_NAME if run.is_dir() else run
     model, ckpt = load_checkpoint(model_path, expect=APOGEENet)
-    check_arch(arch, model, f"model checkpoint {model_path}")
+    check_arch(o.arch, model, f"model checkpoint {model_path}")
     meta = dict(ckpt["meta"])
-    store = store or meta.get("store")
-    labels = labels or meta.get("labels_path")
+    store = o.store or meta.get("store")
+    labels = o.labels or meta.get("labels_path")
     if not store or not labels:
         raise ValueError(f"{model_path}: the run does not record its store/labels; "
                          "pass store= and labels=")
@@ -130,16 +130,16 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     prep = preprocess_from_meta(meta)
     label_std = np.asarray(getattr(prep, "physical_std", prep.label_scaler.std))
     old = meta.get("train_options", {})
-    options = TrainOptions(
-        batch_size=batch_size, lr=lr or LR_FACTOR * old.get("lr", 1e-3),
-        dropout=old.get("dropout", 0.1), patience=patience,
-        max_epochs=max_epochs, seed=seed, device=device, workers=workers, progress=progress)
+    train_options = TrainOptions(
+        batch_size=o.batch_size, lr=o.lr or LR_FACTOR * old.get("lr", 1e-3),
+        dropout=old.get("dropout", 0.1), patience=o.patience, max_epochs=o.max_epochs,
+        seed=o.seed, device=o.device, workers=o.workers, progress=o.progress)
 
     rows, joined, _ = join_labels(store, labels, label_columns=names)
     source = np.array([str(s).strip().lower() for s in joined["source"]])
     split = np.asarray(joined["split"])  # train/dev/test, checked by join_labels
     targets = np.column_stack([np.asarray(joined[c], float) for c in names])
-    photometry = photometry or meta.get("photometry_path")
+    photometry = o.photometry or meta.get("photometry_path")
     phot = (labelled_photometry(joined["apogee_id"], labels, photometry, f"adapt {model_path}")
             if getattr(model, "n_phot", 0) else None)
     rare_train = np.flatnonzero(np.isin(source, RARE) & (split == "train"))
@@ -148,7 +148,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         raise ValueError(f"label table {labels}: no YSO or M-dwarf training stars with spectra")
     dev_idx = np.concatenate([np.flatnonzero(np.isin(source, RARE) & (split == "dev")),
                               draw_subset(np.flatnonzero((source == MAJORITY) & (split == "dev")),
-                                          fraction, seed, 0)])
+                                          o.fraction, o.seed, 0)])
     full_dev = np.flatnonzero(split == "dev")
     test_idx = np.flatnonzero(split == "test")
 
@@ -161,7 +161,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     def dev_losses():
         """Group losses on the whole dev split, and the loss of the round's dev set (the
         quantity :func:`fit` early-stops on) from the same predictions."""
-        pred, tgt = predict_dataset(model, dataset(full_dev), prep, device=device)
+        pred, tgt = predict_dataset(model, dataset(full_dev), prep, device=o.device)
         z2 = np.nanmean(((pred - tgt) / label_std) ** 2, axis=1)
         return group_losses(pred, tgt, label_std, source[full_dev]), \
             float(np.mean(z2[in_round_dev]))
@@ -170,7 +170,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
         """Test-split predictions and targets (reported, never used for a decision)."""
         if not len(test_idx):
             return np.empty((0, len(names))), np.empty((0, len(names)))
-        return predict_dataset(model, dataset(test_idx), prep, device=device)
+        return predict_dataset(model, dataset(test_idx), prep, device=o.device)
 
     def test_losses(pred_tgt):
         return {f"test_{g}": v for g, v in group_losses(*pred_tgt, label_std,
@@ -188,21 +188,21 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
                 "kept": 1, "guard": 0, "majority_dev_ratio": 1.0,
                 **{f"dev_{g}": v for g, v in losses.items()}, **test_losses(test_before)}]
     log.info("adaptation start: dev losses %s; majority guard: a round may raise the %s dev "
-             "loss by at most %.1f %%", _fmt(losses), MAJORITY, 100 * majority_tolerance)
+             "loss by at most %.1f %%", _fmt(losses), MAJORITY, 100 * o.majority_tolerance)
     bad = 0
-    for r in range(1, max_rounds + 1):
-        subset = draw_subset(payne_train, fraction, seed, r)
+    for r in range(1, o.max_rounds + 1):
+        subset = draw_subset(payne_train, o.fraction, o.seed, r)
         train_idx = np.concatenate([rare_train, subset])
         shutil.rmtree(scratch, ignore_errors=True)
         # an epoch must beat the starting (best) model on the round's dev set to count
         result = fit(model, dataset(train_idx), dataset(dev_idx), standardised_mse, scratch,
-                     options, meta, prepare=prep, init_state=best_state,
+                     train_options, meta, prepare=prep, init_state=best_state,
                      best_loss=best_round_loss)
         losses, round_loss = dev_losses()
         loss = rare_loss(losses)
         ratio = losses.get(MAJORITY, np.nan) / majority_ref
-        guard = bool(ratio > 1 + majority_tolerance)  # NaN (no Payne dev stars): no guard
-        kept = loss < best * (1 - min_improvement) and not guard
+        guard = bool(ratio > 1 + o.majority_tolerance)  # NaN (no Payne dev stars): no guard
+        kept = loss < best * (1 - o.min_improvement) and not guard
         history.append({"round": r, "n_train": len(train_idx), "n_payne": len(subset),
                         "epochs": len(result.history), "rare_dev": loss, "kept": int(kept),
                         "guard": int(guard), "majority_dev_ratio": float(ratio),
@@ -215,27 +215,27 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
             log.warning("round %d rejected by the majority guard: %s dev loss %.4f is %.1f %% "
                         "above the input model's %.4f (tolerance %.1f %%)", r, MAJORITY,
                         losses[MAJORITY], 100 * (ratio - 1), majority_ref,
-                        100 * majority_tolerance)
+                        100 * o.majority_tolerance)
         if kept:
             best, best_round_loss, bad = loss, round_loss, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
             save_checkpoint(out / BEST_NAME, model, ckpt["arch_kwargs"], {
                 **meta, "labels_path": str(labels), "store": str(store),
-                "adaptation": {"from": str(model_path), "fraction": fraction, "seed": seed,
-                               "rounds": r, "options": asdict(options),
-                               "majority_tolerance": majority_tolerance,
+                "adaptation": {"from": str(model_path), "fraction": o.fraction, "seed": o.seed,
+                               "rounds": r, "options": asdict(train_options),
+                               "majority_tolerance": o.majority_tolerance,
                                "method": "Olney et al. 2020 sec. 3.4 stratified sampling"}})
         else:
             bad += 1
             model.load_state_dict(best_state)  # reload the best model
         _write_log(out / LOG_NAME, history)
-        if bad >= round_patience:
+        if bad >= o.round_patience:
             log.info("rare-group dev loss no longer improves: stopping after round %d", r)
             break
     shutil.rmtree(scratch, ignore_errors=True)
     if (out / BEST_NAME).exists() and meta.get("ood"):  # new weights: refit the OOD score
         _refit_ood(out / BEST_NAME, model, best_state, prep, meta, dataset,
-                   np.flatnonzero(split == "train"), full_dev, seed)
+                   np.flatnonzero(split == "train"), full_dev, o.seed)
     if not (out / BEST_NAME).exists():  # no round improved: the input model stands
         log.warning("no adaptation round improved the YSO/M-dwarf dev loss; %s is a copy of "
                     "%s", out / BEST_NAME, model_path)
@@ -245,7 +245,7 @@ def adapt(run, out, fraction: float = 0.05, seed: int = 0, store=None, labels=No
     _write_table_csv(out / REPORT_NAME, report)
     table = Table(rows=history)
     table.meta["test_report"] = report
-    table.meta["majority_tolerance"] = majority_tolerance
+    table.meta["majority_tolerance"] = o.majority_tolerance
     table.meta["label_names"] = names
     return table
 

@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from apogee_net.options import SimulateOptions
 from apogee_net.spectra.apstar import CDELT1, CRVAL1, NPIX, aspcap_pixels, write_apstar
 from apogee_net.spectra.emulator import PayneEmulator, evaluate, find_emulator, load_emulator
+from yso_labels.core.options import resolve_options
 
 log = logging.getLogger(__name__)
 
@@ -305,20 +307,20 @@ def apstar_name(apogee_id: str) -> str:
     return f"apStar-sim-{apogee_id}.fits"
 
 
-def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
-                    snr=(50, 200), seed: int = 0, convention: str = "dr17",
-                    out_of_range: str = "error", overwrite: bool = False, chunk: int = 256,
-                    progress: bool = True, augment: str | None = "none") -> dict:
+def simulate_apstar(labels_table, out_dir: str | os.PathLike,
+                    options: SimulateOptions | None = None, **kwargs) -> dict:
     """Write ``apStar-sim-<ID>.fits`` for every star of ``labels_table`` into ``out_dir``.
 
     ``labels_table``: a path or Table with ``apogee_id teff logg fe_h`` and optional
     ``alpha_m``/``alpha_fe``, ``H``, ``ra``, ``dec``. Existing files are kept (a rerun
-    resumes) unless ``overwrite``. Also writes ``simulated_labels.csv`` (labels used, SNR,
-    H, file, LBLCLIP flag, model) with provenance. Returns a report dict.
-    ``augment``: ``"none"`` (default), ``"default"`` or a systematics file: real-instrument
-    systematics drawn onto each spectrum (:mod:`apogee_net.spectra.augment`; star ``i``
-    draws from ``numpy.random.default_rng([seed, i, 1])``), their pixel flags written to
-    HDU3 (flagged pixels keep their data, as in real files; the ingest's pixel mask decides).
+    resumes) unless ``overwrite``. The options are
+    :class:`apogee_net.options.SimulateOptions`, given as ``options`` or as keyword
+    arguments of the same names. Also writes ``simulated_labels.csv`` (labels used, SNR, H,
+    file, LBLCLIP flag, model) with provenance. Returns a report dict. ``augment``:
+    ``"none"`` (default), ``"default"`` or a systematics file: real-instrument systematics
+    drawn onto each spectrum (:mod:`apogee_net.spectra.augment`; star ``i`` draws from
+    ``numpy.random.default_rng([seed, i, 1])``), their pixel flags written to HDU3 (flagged
+    pixels keep their data, as in real files; the ingest's pixel mask decides).
     """
     from astropy.io import fits
     from astropy.table import Table
@@ -327,44 +329,46 @@ def simulate_apstar(labels_table, out_dir: str | os.PathLike, emulator=None,
     from apogee_net.spectra.augment import resolve_augment
     from yso_labels.core.tables import duplicated, provenance, read_table, write_table
 
-    lo_hi = parse_snr(snr)
-    if convention not in ("dr17", "dr13"):
-        raise ValueError(f"convention must be 'dr17' or 'dr13', got {convention!r}")
+    o = resolve_options(SimulateOptions, options, kwargs)
+    lo_hi = parse_snr(o.snr)
+    if o.convention not in ("dr17", "dr13"):
+        raise ValueError(f"convention must be 'dr17' or 'dr13', got {o.convention!r}")
     table = labels_table if isinstance(labels_table, Table) else read_table(
         labels_table, required=("apogee_id", "teff", "logg", "fe_h"), what="label table")
     arr, ids = labels_array(table)
     dups = duplicated(ids)
     if dups:
         raise ValueError(f"label table: duplicated apogee_id {dups[:5]} (file names collide)")
-    emu = resolve_emulator(emulator)
-    check_labels(arr, ids, emu, out_of_range)  # fail before writing anything
-    augmenter = resolve_augment(augment, pixmask_bits=())
+    emu = resolve_emulator(o.emulator)
+    check_labels(arr, ids, emu, o.out_of_range)  # fail before writing anything
+    augmenter = resolve_augment(o.augment, pixmask_bits=())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    options = {"emulator": None if emu is None else emu.path, "snr": list(lo_hi), "seed": seed,
-               "convention": convention, "out_of_range": out_of_range,
-               "augment": "none" if augmenter is None else augmenter.describe()["systematics"]}
-    meta = provenance("simulate", options, model=model_name(emu))
+    recorded = {"emulator": None if emu is None else emu.path, "snr": list(lo_hi),
+                "seed": o.seed, "convention": o.convention, "out_of_range": o.out_of_range,
+                "augment": "none" if augmenter is None
+                else augmenter.describe()["systematics"]}
+    meta = provenance("simulate", recorded, model=model_name(emu))
     paths = [out_dir / apstar_name(i) for i in ids]
-    todo = np.array([overwrite or not p.exists() for p in paths])
+    todo = np.array([o.overwrite or not p.exists() for p in paths])
     cols = table.colnames
-    for start in tqdm(range(0, len(ids), chunk), disable=not progress, desc="simulate",
+    for start in tqdm(range(0, len(ids), o.chunk), disable=not o.progress, desc="simulate",
                       unit="chunk"):
-        idx = np.flatnonzero(todo[start:start + chunk]) + start
+        idx = np.flatnonzero(todo[start:start + o.chunk]) + start
         if idx.size == 0:
             continue
-        labels, clipped = check_labels(arr[idx], [ids[i] for i in idx], emu, out_of_range)
+        labels, clipped = check_labels(arr[idx], [ids[i] for i in idx], emu, o.out_of_range)
         h_mag = np.asarray(table["H"], float)[idx] if "H" in cols else None
-        sim = _simulate(labels, clipped, emu, lo_hi, seed, h_mag, idx)
+        sim = _simulate(labels, clipped, emu, lo_hi, o.seed, h_mag, idx)
         for k, i in enumerate(idx):
             if "ra" in cols and "dec" in cols:
                 sim.ra[k], sim.dec[k] = float(table["ra"][i]), float(table["dec"][i])
             flux, error, mask = sim.flux[k], sim.error[k], None
             if augmenter is not None:
                 flux, error, mask = augmenter.apply_one(
-                    flux, error, np.random.default_rng([int(seed), int(i), 1]))
+                    flux, error, np.random.default_rng([int(o.seed), int(i), 1]))
             write_apstar(paths[i], flux, error, mask=mask,
-                         header=header_values(sim, k, ids[i], meta), convention=convention)
+                         header=header_values(sim, k, ids[i], meta), convention=o.convention)
     rows = []
     for i, path in enumerate(paths):
         hdr = fits.getheader(path)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from astropy.table import Table
 
+from apogee_net.options import YsoReportOptions, YsoSelectOptions
 from apogee_net.yso import maps
 from apogee_net.yso.selection import (
-    ALL_FLAGS,
     LABEL_REQUIRED,
     SKY_REQUIRED,
     candidates,
@@ -25,6 +24,7 @@ from apogee_net.yso.selection import (
     summarize,
 )
 from yso_labels.core.atomic import write_json
+from yso_labels.core.options import resolve_options
 from yso_labels.core.tables import TableError, provenance, read_table
 from yso_labels.core.tables import write_table as _write_table
 
@@ -62,21 +62,21 @@ def _provenance(step: str, catalog, options: dict, upstream: dict) -> dict:
     return meta
 
 
-def _run(catalog, *, vertices, max_teff_err, max_logg_err, min_snr, bad_flags, regions,
-         sky) -> tuple[Table, Table, dict, dict]:
-    table = read_catalogue(catalog, sky=sky)
+def _run(catalog, o: YsoSelectOptions) -> tuple[Table, Table, dict, dict]:
+    table = read_catalogue(catalog, sky=o.sky)
     upstream = {k: v for k, v in table.meta.items() if isinstance(v, (str, int, float))}
-    options = {"vertices": check_vertices(vertices).tolist(), "max_teff_err": max_teff_err,
-               "max_logg_err": max_logg_err, "min_snr": min_snr, "bad_flags": bad_flags,
-               "regions": "packaged" if regions is None else str(regions) if not
-               isinstance(regions, Table) else "user table", "sky": sky}
-    selected = select(table, vertices=vertices, max_teff_err=max_teff_err,
-                      max_logg_err=max_logg_err, min_snr=min_snr, bad_flags=bad_flags)
-    cands = candidates(selected, regions=regions, sky=sky)
-    summary = {"catalogue": str(catalog), **summarize(selected, cands, regions=regions),
-               "options": options}
+    recorded = {"vertices": check_vertices(o.vertices).tolist(),
+                "max_teff_err": o.max_teff_err, "max_logg_err": o.max_logg_err,
+                "min_snr": o.min_snr, "bad_flags": o.bad_flags,
+                "regions": "packaged" if o.regions is None else str(o.regions) if not
+                isinstance(o.regions, Table) else "user table", "sky": o.sky}
+    selected = select(table, vertices=o.vertices, max_teff_err=o.max_teff_err,
+                      max_logg_err=o.max_logg_err, min_snr=o.min_snr, bad_flags=o.bad_flags)
+    cands = candidates(selected, regions=o.regions, sky=o.sky)
+    summary = {"catalogue": str(catalog), **summarize(selected, cands, regions=o.regions),
+               "options": recorded}
     cands.meta = {k: v for k, v in cands.meta.items() if k != "yso_notes"}
-    return selected, cands, summary, _provenance("ysos", catalog, options, upstream)
+    return selected, cands, summary, _provenance("ysos", catalog, recorded, upstream)
 
 
 def _message(summary: dict) -> str:
@@ -89,55 +89,48 @@ def _message(summary: dict) -> str:
     return text
 
 
-def select_file(catalog: str | os.PathLike, out: str | os.PathLike, *,
-                vertices: Sequence[Sequence[float]] | None = None,
-                max_teff_err: float | None = None, max_logg_err: float | None = None,
-                min_snr: float | None = None, bad_flags: int = ALL_FLAGS,
-                regions: Table | str | os.PathLike | None = None, sky: bool = True) -> dict:
+def select_file(catalog: str | os.PathLike, out: str | os.PathLike,
+                options: YsoSelectOptions | None = None, **kwargs) -> dict:
     """Read a prediction catalogue, select YSO candidates, write them (FITS/CSV/ECSV with
-    provenance) to ``out``, even when there are none; return the summary."""
-    _, cands, summary, meta = _run(catalog, vertices=vertices, max_teff_err=max_teff_err,
-                                   max_logg_err=max_logg_err, min_snr=min_snr,
-                                   bad_flags=bad_flags, regions=regions, sky=sky)
+    provenance) to ``out``, even when there are none; return the summary. The cuts are
+    :class:`apogee_net.options.YsoSelectOptions`, given as ``options`` or as keyword
+    arguments of the same names."""
+    _, cands, summary, meta = _run(catalog, resolve_options(YsoSelectOptions, options, kwargs))
     summary["candidates"] = str(_write_table(cands, out, meta))
     summary["message"] = _message(summary)
     log.info(summary["message"])
     return summary
 
 
-def report(catalog: str | os.PathLike, out: str | os.PathLike, *,
-           vertices: Sequence[Sequence[float]] | None = None,
-           max_teff_err: float | None = None, max_logg_err: float | None = None,
-           min_snr: float | None = None, bad_flags: int = ALL_FLAGS,
-           regions: Table | str | os.PathLike | None = None, sky: bool = True,
-           group_column: str | None = None, isochrones: Table | str | None = None,
-           kde_bandwidth: float = 0.1, models: str | None = None) -> dict:
+def report(catalog: str | os.PathLike, out: str | os.PathLike,
+           options: YsoReportOptions | None = None, **kwargs) -> dict:
     """The YSO report of a prediction catalogue in directory ``out``: candidates
     (``yso_candidates.fits``), counts (``yso_summary.json``, ``yso_age_bins.csv``,
     ``yso_regions.csv``) and PNG figures (Kiel diagram with PARSEC isochrones, sky map with
     impostors, density maps per age bin, log g KDE per ``group_column`` group, default the
     region complex). ``models``: isochrone family of the Kiel diagram
     (:mod:`yso_labels.families`; recorded in the summary as ``isochrone_models``). Zero
-    candidates is a result: every file is still written."""
+    candidates is a result: every file is still written. The options are
+    :class:`apogee_net.options.YsoReportOptions` (the cuts of :func:`select_file` and the
+    figures'), given as ``options`` or as keyword arguments of the same names."""
+    o = resolve_options(YsoReportOptions, options, kwargs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    selected, cands, summary, meta = _run(
-        catalog, vertices=vertices, max_teff_err=max_teff_err, max_logg_err=max_logg_err,
-        min_snr=min_snr, bad_flags=bad_flags, regions=regions, sky=sky)
-    if group_column is not None and group_column not in cands.colnames:
-        raise TableError(f"prediction catalogue {catalog}: no column {group_column!r} to group "
-                         f"the log g KDE by; it has {', '.join(selected.colnames)}")
+    selected, cands, summary, meta = _run(catalog, o)
+    if o.group_column is not None and o.group_column not in cands.colnames:
+        raise TableError(f"prediction catalogue {catalog}: no column {o.group_column!r} to "
+                         f"group the log g KDE by; it has {', '.join(selected.colnames)}")
     files = {"candidates": _write_table(cands, out / "yso_candidates.fits", meta)}
     files["age_bins"] = _write_table(Table(rows=summary["age_bins"]), out / "yso_age_bins.csv",
                                      meta)
-    if sky:
+    if o.sky:
         files["regions"] = _write_table(Table(rows=summary["regions"]),
                                         out / "yso_regions.csv", meta)
     figures, notes = maps.report_figures(
-        selected, cands, out, vertices=vertices, regions=region_table(regions) if sky else None,
-        group_column=group_column, isochrones=isochrones, kde_bandwidth=kde_bandwidth,
-        models=models)
-    summary["isochrone_models"] = models or ("user grid" if isochrones is not None
+        selected, cands, out, vertices=o.vertices,
+        regions=region_table(o.regions) if o.sky else None, group_column=o.group_column,
+        isochrones=o.isochrones, kde_bandwidth=o.kde_bandwidth, models=o.models)
+    summary["isochrone_models"] = o.models or ("user grid" if o.isochrones is not None
                                              else "parsec")
     summary["notes"] += notes
     summary["files"] = {k: str(v) for k, v in {**files, **figures}.items()}

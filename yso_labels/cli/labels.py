@@ -8,18 +8,22 @@ import os
 from astropy.table import Table
 
 from yso_labels.cli import CLIError
-from yso_labels.core.guards import nonneg_int
+from yso_labels.core.options import add_dataclass_arguments, from_namespace, resolve_options
 from yso_labels.core.tables import provenance, read_table, write_table
-from yso_labels.mdwarf import COEFFICIENTS, coefficient_set, mdwarf_table
-from yso_labels.merge import CAL_FRACTION, merge_labels
+from yso_labels.mdwarf import coefficient_set, mdwarf_table
+from yso_labels.merge import merge_labels
+from yso_labels.options import MdwarfOptions, MergeOptions
 from yso_labels.payne import payne_labels, read_payne
 
 log = logging.getLogger(__name__)
 
 
-def run_mdwarf(input: str, output: str, coefficients: str = "released",
-               select: bool = False) -> Table:
-    """Library function behind ``yso-labels mdwarf``: read, label, write atomically."""
+def run_mdwarf(input: str, output: str, options: MdwarfOptions | None = None,
+               **kwargs) -> Table:
+    """Library function behind ``yso-labels mdwarf``: read, label, write atomically; options
+    :class:`yso_labels.options.MdwarfOptions` (or keywords of the same names)."""
+    o = resolve_options(MdwarfOptions, options, kwargs)
+    coefficients, select = o.coefficients, o.select
     required = ["g", "r", "J", "H", "K"] + (["parallax", "parallax_error"] if select else [])
     table = read_table(input, required=required, what="photometry")
     out = mdwarf_table(table, coefficients=coefficients, select=select)
@@ -32,10 +36,12 @@ def run_mdwarf(input: str, output: str, coefficients: str = "released",
     return out
 
 
-def run_merge(payne: str, out: str, mstar: str | None = None, yso: str | None = None,
-              seed: int = 0, use_quality_flag: bool = True,
-              cal_fraction: float = CAL_FRACTION, keep_invalid: bool = False) -> Table:
-    """Library function behind ``yso-labels merge``."""
+def run_merge(payne: str, out: str, options: MergeOptions | None = None, **kwargs) -> Table:
+    """Library function behind ``yso-labels merge``; options
+    :class:`yso_labels.options.MergeOptions` (or keywords of the same names)."""
+    o = resolve_options(MergeOptions, options, kwargs)
+    mstar, yso, seed, cal_fraction = o.mstar, o.yso, o.seed, o.cal_fraction
+    use_quality_flag, keep_invalid = o.use_quality_flag, o.keep_invalid
     payne_tab = payne_labels(read_payne(payne), use_quality_flag=use_quality_flag)
     mstar_tab = read_table(mstar, ["apogee_id", "teff", "logg", "fe_h"], "M-dwarf labels") \
         if mstar else None
@@ -55,14 +61,12 @@ def run_merge(payne: str, out: str, mstar: str | None = None, yso: str | None = 
 
 
 def _cmd_mdwarf(args) -> None:
-    out = run_mdwarf(args.input, args.output, coefficients=args.coefficients, select=args.select)
+    out = run_mdwarf(args.input, args.output, from_namespace(MdwarfOptions, args))
     print(f"wrote {len(out)} M-dwarf labels to {args.output}")
 
 
 def _cmd_merge(args) -> None:
-    merged = run_merge(args.payne, args.out, mstar=args.mstar, yso=args.yso, seed=args.seed,
-                       use_quality_flag=not args.ignore_quality_flag,
-                       cal_fraction=args.cal_fraction, keep_invalid=args.keep_invalid)
+    merged = run_merge(args.payne, args.out, from_namespace(MergeOptions, args))
     counts = {s: int((merged["source"] == s).sum()) for s in ("payne", "mstar", "yso")}
     print(f"wrote {len(merged)} labels to {args.out}: {counts}")
 
@@ -73,27 +77,11 @@ def register(sub) -> None:
     p.add_argument("input", help="FITS or CSV with columns g r J H K "
                    "(and parallax parallax_error in mas with --select)")
     p.add_argument("output", help="output table (.fits, .csv or .ecsv)")
-    p.add_argument("--coefficients", choices=sorted(COEFFICIENTS), default="released",
-                   help="coefficient set: 'released' reproduces the published labels "
-                   "(default), 'paper' is as printed in Olney et al. 2020")
-    p.add_argument("--select", action="store_true",
-                   help="keep only bona fide M dwarfs (colour, M_K, parallax/sigma > 3, "
-                   "outside star-forming fields)")
+    add_dataclass_arguments(p, MdwarfOptions)
     p.set_defaults(func=_cmd_mdwarf)
 
     p = sub.add_parser("merge", help="merge Payne, M-dwarf and YSO labels with splits")
     p.add_argument("--payne", required=True, help="Payne catalogue (FITS or text)")
-    p.add_argument("--mstar", help="M-dwarf labels (output of yso-labels mdwarf)")
-    p.add_argument("--yso", help="YSO labels (output of yso-labels photcnn predict)")
     p.add_argument("--out", required=True, help="label table (.fits, or .csv)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the train/dev/test split")
-    p.add_argument("--cal-fraction", type=float, default=CAL_FRACTION,
-                   help="fraction of each group's dev split kept apart as the calibration "
-                   f"split 'cal' for the sigma factors (default {CAL_FRACTION})")
-    p.add_argument("--keep-invalid", action="store_true",
-                   help="keep M-dwarf rows outside the relations' calibrated ranges (*_valid "
-                   "False), as the published labels did; never bad photometry or impossible "
-                   "labels")
-    p.add_argument("--ignore-quality-flag", action="store_true",
-                   help="do not require quality_flag == good for Payne stars")
+    add_dataclass_arguments(p, MergeOptions)
     p.set_defaults(func=_cmd_merge)

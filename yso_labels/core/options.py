@@ -32,18 +32,19 @@ _TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
 
 def option(default: Any = MISSING, help: str | None = None, *, flag: str | None = None,
            type: Callable[[str], Any] | None = None, choices: tuple | None = None,
-           metavar: str | None = None, nargs: str | None = None) -> Any:
+           metavar: str | tuple[str, ...] | None = None, nargs: str | int | None = None,
+           action: str | None = None) -> Any:
     """A dataclass field that is also a command-line option.
 
     ``default``: the library's and the command line's default (a tuple for a sequence);
     without one the option is required. ``help``: the ``--help`` text. ``flag``: the
     option's spelling when not ``--name-with-dashes`` (e.g. ``--keep-cosmics`` for
     ``reject_cosmics``). ``type``: the argparse converter (default from the annotation:
-    ``int``, ``float``, else the string itself); ``choices``, ``metavar``, ``nargs``: as
-    in argparse.
+    ``int``, ``float``, else the string itself); ``choices``, ``metavar``, ``nargs``,
+    ``action`` (e.g. ``append``): as in argparse.
     """
     meta = {"cli": True, "help": help, "flag": flag, "type": type, "choices": choices,
-            "metavar": metavar, "nargs": nargs}
+            "metavar": metavar, "nargs": nargs, "action": action}
     return field(default=default, metadata=meta)
 
 
@@ -80,7 +81,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type,
             convert = meta["type"] or _TYPES.get(annotation)
             if convert is not None:
                 kwargs["type"] = convert
-            for key in ("choices", "metavar", "nargs"):
+            for key in ("choices", "metavar", "nargs", "action"):
                 if meta[key] is not None:
                     kwargs[key] = meta[key]
         parser.add_argument(flag_of(f), **kwargs)
