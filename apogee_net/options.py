@@ -16,7 +16,7 @@ from typing import Any
 
 from yso_labels.core.guards import nonneg_int, pos_int
 from yso_labels.core.options import OPTIMIZER_NAMES, TrainOptions, option
-from yso_labels.core.runtime import device_arg
+from yso_labels.core.runtime import AMP_CHOICES, device_arg
 from yso_labels.families import models_arg
 
 ARCHS = ("apogeenet1", "apogeenet2")
@@ -27,6 +27,9 @@ PHOTOMETRY_HELP = ("apogeenet2: table with apogee_id, parallax, G, BP, RP, J, H,
                    "output of `yso-labels fetch-photometry` works as is; default: the label "
                    "table's own columns). Missing values: published fill, flag NO_PHOTOMETRY")
 DEVICE_HELP = "auto, cpu or cuda"
+AMP_HELP = ("forward passes in float32 (none, default) or bf16/fp16 autocast (for GPUs; on a "
+            "CPU bf16 moved labels by ~0.03 sigma and fp16 is slow: benchmarks/README.md)")
+COMPILE_HELP = "torch.compile the network (needs a C++ compiler on the CPU)"
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -170,6 +173,8 @@ class PredictOptions:
                           "mjd; visit 0 is the combined spectrum)")
     pixmask_bits: Any = option(None, "apStar PIXMASK bits treated as no data (default: the "
                                "model's)", metavar="BITS")
+    amp: str = option("none", AMP_HELP, choices=AMP_CHOICES)
+    compile: bool = option(False, COMPILE_HELP)
     progress: bool = True
 
 
@@ -262,6 +267,8 @@ class LamostPredictOptions:
     chunk_size: int = option(1024, None, type=pos_int)
     restart: bool = option(False, "discard the finished parts of an interrupted run "
                            "(OUT.parts/)")
+    amp: str = option("none", AMP_HELP, choices=AMP_CHOICES)
+    compile: bool = option(False, COMPILE_HELP)
     progress: bool = option(True, None)
 
 

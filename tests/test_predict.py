@@ -384,3 +384,23 @@ def test_ingest_takes_mwm_files_beside_apstar(model_path, tmp_path):
     from_files.sort(["apogee_id", "telescope"])
     np.testing.assert_allclose([got[str(apstar)][1], got[f"{star}[0]"][1],
                                 got[f"{star}[1]"][1]], from_files["teff"], rtol=1e-5)
+
+
+def test_amp_bf16_close_to_float32_and_recorded(model_path, apstar_dir, tmp_path):
+    """``amp="bf16"`` (CPU autocast) changes labels by a small fraction of σ, the same draws
+    (seeds) are used, and the header says which precision ran; an unknown precision is
+    refused before any work."""
+    from yso_labels.core.runtime import autocast
+
+    kw = dict(realizations=4, device="cpu", seed=3, progress=False)
+    files = sorted(apstar_dir.glob("*.fits"))[:2]
+    ref = _read(predict_catalog(model_path, files, tmp_path / "fp32.fits", **kw))
+    cat = _read(predict_catalog(model_path, files, tmp_path / "bf16.fits", amp="bf16", **kw))
+    assert cat.meta["AMP"] == "bf16" and ref.meta["AMP"] == "none"
+    for name in ("logg", "teff", "fe_h"):
+        d = np.abs(np.asarray(cat[name]) - np.asarray(ref[name]))
+        assert 0 < d.max() and np.all(d < 0.5 * np.asarray(ref[f"{name}_err"]))
+    with pytest.raises(ValueError, match="amp must be one of none, bf16, fp16"):
+        predict_catalog(model_path, files, tmp_path / "x.fits", amp="fp8", **kw)
+    with autocast("cpu", "bf16"):
+        assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.bfloat16

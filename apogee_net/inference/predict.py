@@ -51,7 +51,7 @@ from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
 from yso_labels.core.guards import check_ints, check_outputs, fingerprint
 from yso_labels.core.options import resolve_options
-from yso_labels.core.runtime import resolve_device
+from yso_labels.core.runtime import autocast, compiled, resolve_device
 from yso_labels.core.shards import Shards
 from yso_labels.core.tables import provenance, quiet_units, write_table
 
@@ -439,7 +439,9 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     NO_PHOTOMETRY flag. Imported published models (``apogee-net import-model``) read apStar
     files as stored and use the peers' preprocessing and uncertainty procedure.
     ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: the model's;
-    :mod:`apogee_net.spectra.pixmask`).
+    :mod:`apogee_net.spectra.pixmask`). ``amp``: forward passes in ``none`` (float32,
+    default), ``bf16`` or ``fp16`` autocast (header ``AMP``; its effect on labels and σ:
+    benchmarks/README.md); ``compile``: ``torch.compile`` the network.
     """
     o = resolve_options(PredictOptions, options, kwargs)
     if o.hot not in HOT_POLICIES:
@@ -448,7 +450,9 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                chunk_size=(o.chunk_size, 1), workers=(o.workers, 0), seed=(o.seed, 0))
     check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
     dev = resolve_device(o.device)
+    autocast(dev, o.amp)  # checks the name before any work
     lm = load_model(model, device=dev)
+    lm.model = compiled(lm.model, o.compile)
     check_realizations(o.realizations, lm.npix, dev)
     from apogee_net.network.apogeenet2 import check_arch
     from apogee_net.network.photometry import PhotometryTable
@@ -466,8 +470,9 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                 "teff_max": TEFF_MAX, "visits": o.visits, "arch": o.arch,
                 "photometry": None if phot is None else (phot.path or "table"),
                 "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
-                "pixmask_bits": format_bits(bits)}
+                "pixmask_bits": format_bits(bits), "amp": o.amp, "compile": o.compile}
     manifest = {"model_sha256": lm.sha256, "realizations": o.realizations, "seed": o.seed,
+                "amp": o.amp, "compile": o.compile,
                 "chunk_size": o.chunk_size, "device": dev.type, "hot": o.hot,
                 "visits": o.visits,
                 "photometry_sha256": None if phot is None else _sha(phot.values),
@@ -476,13 +481,14 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     meta = provenance("apogee-net predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
                       LABELS=",".join(lm.label_names), NREAL=o.realizations, FLAGBITS=flag_doc,
-                      METHOD=_method(lm),
+                      METHOD=_method(lm), AMP=o.amp,
                       PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
                       **sigma_header(lm))
 
     def predict_fn(data, offset):
-        table = catalog_rows(lm, data, o.realizations, o.seed, offset, batch_size)
+        with autocast(dev, o.amp):
+            table = catalog_rows(lm, data, o.realizations, o.seed, offset, batch_size)
         if o.visits:  # the same columns in every part (stores hold combined spectra)
             if "visit" not in table.colnames:
                 table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan

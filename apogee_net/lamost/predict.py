@@ -45,7 +45,7 @@ from apogee_net.options import LamostPredictOptions
 from apogee_net.spectra.pixels import valid_pixels
 from yso_labels.core.guards import check_ints, check_outputs
 from yso_labels.core.options import resolve_options
-from yso_labels.core.runtime import resolve_device
+from yso_labels.core.runtime import autocast, compiled, resolve_device
 from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
@@ -137,14 +137,18 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
     The options are :class:`apogee_net.options.LamostPredictOptions`, given as ``options``
     or as keyword arguments of the same names. ``passes``: MC-dropout passes (Li et al.:
     100); ``batch_size``: rows per forward call (spectra × passes; default 128 on CPU, 8192
-    on a GPU); ``chunk_size``: spectra per resumable part.
+    on a GPU); ``chunk_size``: spectra per resumable part; ``amp``: forward passes in
+    ``none`` (float32), ``bf16`` or ``fp16`` autocast; ``compile``: ``torch.compile`` the
+    network.
     """
     o = resolve_options(LamostPredictOptions, options, kwargs)
     check_ints(passes=(o.passes, 1), batch_size=(o.batch_size, 1),
                chunk_size=(o.chunk_size, 1), seed=(o.seed, 0))
     check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
     dev = resolve_device(o.device)
+    autocast(dev, o.amp)  # checks the name before any work
     lm = load_model(model, device=dev, expect=BayesianCNN)
+    lm.model = compiled(lm.model, o.compile)
     check_realizations(o.passes, lm.npix, dev, name="passes")
     if lm.checkpoint["meta"].get("model_kind") != "lamost-bcnn":
         raise ValueError(f"model checkpoint {model}: not a LAMOST Bayesian CNN (train it "
@@ -158,12 +162,14 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
         return read_lamost_chunk(chunk["files"], lm.npix)
 
     recorded = {"passes": o.passes, "seed": o.seed, "batch_size": batch_size,
-                "chunk_size": o.chunk_size, "device": str(dev)}
-    manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed,
+                "chunk_size": o.chunk_size, "device": str(dev), "amp": o.amp,
+                "compile": o.compile}
+    manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed, "amp": o.amp,
+                "compile": o.compile,
                 "batch_size": batch_size, "chunk_size": o.chunk_size, "device": dev.type}
     meta = provenance("apogee-net lamost predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
-                      LABELS=",".join(lm.label_names), PASSES=o.passes,
+                      LABELS=",".join(lm.label_names), PASSES=o.passes, AMP=o.amp,
                       FLAGBITS="; ".join(f"{v[0]}={k}" for k, v in FLAGS.items()),
                       METHOD="Li et al. MC dropout: mean of T passes; err = sqrt(var over "
                       "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
@@ -172,7 +178,8 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model")
 
     def predict_fn(data, offset):
-        return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size)
+        with autocast(dev, o.amp):
+            return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size)
 
     path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, o.progress,
                           restart=o.restart)

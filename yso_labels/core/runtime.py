@@ -60,6 +60,37 @@ def resolve_device(device: str = "auto"):
     return torch.device(device)
 
 
+#: Precision of prediction forward passes (``--amp``): float32, or autocast to bfloat16 /
+#: float16 (convolutions and matrix products; sums and the label de-standardisation stay
+#: float32/float64).
+AMP_CHOICES = ("none", "bf16", "fp16")
+
+
+def autocast(device, amp: str = "none"):
+    """``torch.autocast`` context for inference in precision ``amp`` (:data:`AMP_CHOICES`)
+    on ``device`` (CPU or CUDA); ``none``: a null context (float32)."""
+    import contextlib
+
+    import torch
+
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def compiled(model, compile: bool = False):
+    """``torch.compile(model)`` when ``compile`` (TorchInductor: needs a C++ compiler on the
+    CPU, Triton on GPUs), else ``model``."""
+    if not compile:
+        return model
+    import torch
+
+    return torch.compile(model)
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a NumPy Generator for ``seed``."""
     random.seed(seed)
