@@ -17,10 +17,19 @@ the real spectra:
   (:mod:`apogee_net.network.ood`), and how many wrong labels (:data:`WRONG`) stay unflagged;
   on the simulated test split, the fraction with any flag but SNR_BELOW_10;
 * **before vs after the new cosmic-ray detector**: the same model on the real spectra
-  prepared with the old detector (toolkit ≤ ff945c4, from ``lamost_cosmics.py``).
+  prepared with the old detector (toolkit ≤ ff945c4, from ``lamost_cosmics.py``);
+* **before vs after an OOD refit** (``--before-model OLD.pt``: the same weights with the
+  OOD statistics of an earlier toolkit, e.g. a copy of ``--work``/run/model.pt taken before
+  rerunning, which refits them): labels, σ, ``ood_score`` and flags of every real spectrum
+  with both, and how many wrong labels stay unflagged (:data:`WRONG`, and |ΔTeff| >
+  :data:`WRONG_TEFF_STRICT`);
+* **every real LAMOST spectrum** of ``../shared/data/lamost`` (the 60 above and the 10 of
+  ``formats/``: DR5–DR13, a dM5 and a QSO among them): whether each row has physically
+  possible labels inside the training range (within its tolerance) or carries a flag.
 
-Training labels: Teff U(4000, 6000) K (:data:`TEFF_RANGE`: where the toy simulator is sane;
-about half of the real stars are hotter and so outside what the model knows), log g
+Training labels: Teff U(4300, 5900) K (:data:`TEFF_RANGE`, ``--teff-range``: where the toy
+simulator is sane; about half of the real stars are hotter and so outside what the model
+knows; the README's earlier runs used 4000–6000 K, whose edges hold broken spectra), log g
 U(1.5, 5.0), [Fe/H] U(−1.5, 0.5), [M/H] = [Fe/H], [α/M] = clip(−0.3 [Fe/H], 0, 0.4),
 [X/Fe] ~ N(0, 0.05); S/N_g log-uniform 15–150, cosmic rays (the simulator's defaults).
 Per-star rows are written to ``--work``/real_catalogue.csv.
@@ -60,19 +69,26 @@ CORE = ("teff", "logg", "fe_h")
 #: Where the toy simulator gives sane normalised spectra: hotter, its Balmer optical depth
 #: 0.3·10^((Teff − 4750 K)/1000 K) saturates over tens of Å and, its noise having no floor
 #: (σ ∝ √flux), the ivar-weighted continuum collapses there (normalised flux up to 1e4–1e10
-#: above 6,200 K); cooler, the TiO bands do the same (up to 26 at 3,800 K).
-TEFF_RANGE = (4000.0, 6000.0)
+#: above 6,200 K); cooler, the TiO bands do the same (up to 26 at 3,800 K). Measured on 200
+#: spectra 3,900–9,500 K after `prepare_spectrum`: the largest normalised flux per 400 K bin
+#: is 1.3–1.6 from 4,300 to 5,900 K, but 4.5 at 3,900–4,300 K and 28 at 5,900–6,300 K;
+#: spectra that broken in training and dev widen the per-pixel flux scatter and the dev
+#: quantiles of the OOD score, so that real spectra no longer stand out.
+TEFF_RANGE = (4300.0, 5900.0)
 LASP = {"teff": "teff", "logg": "logg", "fe_h": "feh"}
 #: A real label counts as wrong when it is off LASP by more than this (Teff K, log g dex,
 #: [Fe/H] dex): about 3-4 times LASP's own errors (Luo et al. 2015, §5: ~110 K, 0.2, 0.1).
 WRONG = (500.0, 0.75, 0.4)
+#: The stricter Teff criterion: |CNN − LASP| > 300 K (about 3 LASP σ).
+WRONG_TEFF_STRICT = 300.0
+FORMATS = REAL.parent / "formats"
 
 
-def draw_labels(n: int, seed: int) -> Table:
+def draw_labels(n: int, seed: int, teff_range=TEFF_RANGE) -> Table:
     """Training/test labels covering the LASP range of the real spectra (module doc)."""
     rng = np.random.default_rng(seed)
     t = Table({"id": [f"sim{i:05d}" for i in range(n)]})
-    t["teff"] = rng.uniform(TEFF_RANGE[0], TEFF_RANGE[1], n)
+    t["teff"] = rng.uniform(teff_range[0], teff_range[1], n)
     t["logg"] = rng.uniform(1.5, 5.0, n)
     t["fe_h"] = rng.uniform(-1.5, 0.5, n)
     t["m_h"] = t["fe_h"]
@@ -121,6 +137,24 @@ def ingest_real(real: Path, out: Path, detector=None) -> dict:
         preprocess.cosmic_ray_mask = original
 
 
+def trusted_or_flagged(lm, cat, what: str) -> None:
+    """Print how many rows have physically possible labels inside the training range (with
+    the model's OUT_OF_RANGE tolerance) or carry a flag (the issue's "done when")."""
+    from apogee_net.inference.predict import unphysical
+    from apogee_net.network.ood import range_tolerance
+
+    names = lm.label_names
+    lab = np.column_stack([cat[n] for n in names])
+    tol = range_tolerance(lm.checkpoint["meta"].get("ood"), len(names))
+    lo, hi = lm.label_range
+    with np.errstate(invalid="ignore"):
+        inside = np.all((lab >= lo - tol) | ~np.isfinite(lo), axis=1) & \
+            np.all((lab <= hi + tol) | ~np.isfinite(hi), axis=1)
+    ok = (inside & ~unphysical(lab, names)) | (np.asarray(cat["flags"]) != 0)
+    print(f"  {what}: {int(ok.sum())} of {len(ok)} rows trusted (in range, physical) or "
+          f"flagged")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real", default=str(REAL))
@@ -136,6 +170,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/lamost_real_labels")
+    parser.add_argument("--teff-range", default=",".join(f"{t:g}" for t in TEFF_RANGE),
+                        help="training Teff range, K (module doc)")
+    parser.add_argument("--reuse-model", action="store_true",
+                        help="predict with --work/run/model.pt as it is, without training")
+    parser.add_argument("--before-model", default=None,
+                        help="the same weights with older OOD statistics (module doc)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -144,14 +184,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     config = json.dumps({k: getattr(args, k) for k in ("stars", "test_stars", "epochs",
                                                         "patience", "filters", "hidden",
-                                                        "batch_size", "seed")})
+                                                        "batch_size", "seed", "teff_range")})
+    teff_range = tuple(float(x) for x in args.teff_range.split(","))
     if (work / "config.json").exists() and (work / "config.json").read_text() != config:
         raise SystemExit(f"{work} holds a run with other options; delete it or pass --work")
     (work / "config.json").write_text(config)
     t0 = time.perf_counter()
 
     # ------------------------------------------------------------ simulated training set
-    labels = draw_labels(args.stars + args.test_stars, args.seed)
+    labels = draw_labels(args.stars + args.test_stars, args.seed, teff_range)
     train_rows = np.arange(args.stars)
     test_rows = np.arange(args.stars, args.stars + args.test_stars)
     t_sim = make_store(work / "train.h5", labels, train_rows, args.seed, args.workers)
@@ -160,14 +201,19 @@ def main() -> None:
                           seed=args.seed + 1)
     table = label_table(labels[train_rows], split, weights=False)
     t1 = time.perf_counter()
-    fit = train_lamost(work / "train.h5", table, work / "run", max_epochs=args.epochs,
-                       filters=[int(x) for x in args.filters.split(",")],
-                       hidden=[int(x) for x in args.hidden.split(",")],
-                       batch_size=args.batch_size, weights="column", device="cpu",
-                       seed=args.seed, resume=True, progress=False, patience=args.patience)
-    t_train = time.perf_counter() - t1
-    print(f"simulated: {args.stars} train+dev, {args.test_stars} test spectra ({t_sim:.0f} s "
-          f"to make); CNN {len(fit.history)} epochs (best {fit.best_epoch}) in {t_train:.0f} s")
+    if args.reuse_model and (work / "run" / "model.pt").exists():
+        print(f"simulated: {args.stars} train+dev, {args.test_stars} test spectra; CNN: "
+              f"reusing {work / 'run' / 'model.pt'} as it is (--reuse-model)")
+    else:
+        fit = train_lamost(work / "train.h5", table, work / "run", max_epochs=args.epochs,
+                           filters=[int(x) for x in args.filters.split(",")],
+                           hidden=[int(x) for x in args.hidden.split(",")],
+                           batch_size=args.batch_size, weights="column", device="cpu",
+                           seed=args.seed, resume=True, progress=False,
+                           patience=args.patience)
+        print(f"simulated: {args.stars} train+dev, {args.test_stars} test spectra "
+              f"({t_sim:.0f} s to make); CNN {len(fit.history)} epochs (best "
+              f"{fit.best_epoch}) in {time.perf_counter() - t1:.0f} s")
 
     k_core = [LABELS.index(n) for n in CORE]
     truth = np.column_stack([labels[n] for n in CORE])
@@ -245,8 +291,8 @@ def main() -> None:
           f"{int((wrong & (flagged | outside)).sum())}")
     covered = (np.abs(cnn - lasp) <= sig).mean(0)
     print(f"  |CNN - LASP| <= sigma: {covered[0]:.0%} / {covered[1]:.0%} / {covered[2]:.0%}")
-    inside = (lasp[:, 0] >= TEFF_RANGE[0]) & (lasp[:, 0] <= TEFF_RANGE[1])
-    print(f"  LASP Teff inside the training range {TEFF_RANGE} ({int(inside.sum())} spectra): "
+    inside = (lasp[:, 0] >= teff_range[0]) & (lasp[:, 0] <= teff_range[1])
+    print(f"  LASP Teff inside the training range {teff_range} ({int(inside.sum())} spectra): "
           f"MAE CNN {np.abs(cnn - lasp)[inside].mean(0).round(3).tolist()}, ridge "
           f"{np.abs(rid - lasp)[inside].mean(0).round(3).tolist()}; flagged "
           f"{(flagged | outside)[inside].mean():.0%}; outside it ({int((~inside).sum())}): "
@@ -263,6 +309,59 @@ def main() -> None:
           f"{d[:, 0].max():.1f} K / {d[:, 1].max():.3f} / {d[:, 2].max():.3f}; flags changed "
           f"on {int((np.asarray(cat_b['flags']) != np.asarray(cat['flags'])).sum())} spectra")
 
+    arms = {"after": cat}
+    if args.before_model:
+        lm_b = load_model(args.before_model, expect=BayesianCNN)
+        n = reports["after"]["n_rows"]
+        arms["before"] = predict_arrays(lm_b, read_chunk(
+            {"store": str(work / "real_after.h5"), "start": 0, "stop": n}, lm_b.npix),
+            passes=args.passes, seed=args.seed)[order]
+    print("\nwrong labels without a flag (flags != 0 or outside Li et al.'s range):")
+    for arm, c in arms.items():
+        f = (np.asarray(c["flags"]) != 0) | outside
+        lab = np.column_stack([c[n] for n in CORE])
+        wrong_a = (np.abs(lab - lasp) > WRONG).any(axis=1)
+        wrong_t = np.abs(lab[:, 0] - lasp[:, 0]) > WRONG_TEFF_STRICT
+        print(f"  {arm:6s}: flagged {int(f.sum())}/{len(f)} (OOD "
+              f"{int(((np.asarray(c['flags']) & flag_value('OOD')) != 0).sum())}, "
+              f"OUT_OF_RANGE "
+              f"{int(((np.asarray(c['flags']) & flag_value('OUT_OF_RANGE')) != 0).sum())}); "
+              f"wrong by {WRONG}: {int(wrong_a.sum())}, unflagged {int((wrong_a & ~f).sum())}; "
+              f"|dTeff| > {WRONG_TEFF_STRICT:.0f} K: {int(wrong_t.sum())}, unflagged "
+              f"{int((wrong_t & ~f).sum())}; right (neither) and unflagged "
+              f"{int((~wrong_a & ~wrong_t & ~f).sum())} of {int((~wrong_a & ~wrong_t).sum())}")
+    trusted_or_flagged(lm, cat, "60 learninglamost")
+    files = sorted(FORMATS.glob("*.fits*"))
+    if files:
+        from apogee_net.lamost.predict import read_lamost_chunk
+
+        cat_f = predict_arrays(lm, read_lamost_chunk([str(f) for f in files], lm.npix),
+                               passes=args.passes, seed=args.seed)
+        print(f"\n{len(files)} real spectra of {FORMATS}:")
+        for f, r in zip(files, cat_f, strict=True):
+            print(f"  {f.name:42s} S/N {r['snr']:6.1f}  Teff {r['teff']:6.0f}±{r['teff_err']:4.0f}"
+                  f"  logg {r['logg']:5.2f}±{r['logg_err']:.2f}  [Fe/H] {r['fe_h']:+.2f}±"
+                  f"{r['fe_h_err']:.2f}  ood {r['ood_score']:7.2f}  flags {r['flags']}")
+        trusted_or_flagged(lm, cat_f, "10 formats")
+
+    # prediction speed with and without the OOD score (same weights, statistics removed;
+    # interleaved, best of 3): the OOD score must not slow prediction by more than 10 %
+    import copy
+
+    from _common import best_of
+
+    plain = copy.copy(lm)
+    plain.checkpoint = {**lm.checkpoint, "meta": {k: v for k, v in lm.checkpoint["meta"].items()
+                                                  if k != "ood"}}
+    data = read_chunk({"store": str(work / "real_after.h5"), "start": 0,
+                       "stop": reports["after"]["n_rows"]}, lm.npix)
+    times = best_of({"with OOD": lambda: predict_arrays(lm, data, passes=args.passes),
+                     "without": lambda: predict_arrays(plain, data, passes=args.passes)},
+                    repeats=3, warmup=1)
+    print(f"\nspeed, {len(data.flux)} real spectra x {args.passes} passes: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+          + f"; ratio {times['with OOD'] / times['without']:.3f}")
+
     rows = Table({"file": index["file"], "subclass": index["subclass"],
                   "snr_g": np.asarray(cat["snr"])})
     for j, n in enumerate(CORE):
@@ -273,6 +372,9 @@ def main() -> None:
         rows[f"before_{n}"] = cnn_b[:, j]
     rows["ood_score"] = cat["ood_score"]
     rows["flags"] = cat["flags"]
+    if "before" in arms:
+        rows["before_ood_score"] = arms["before"]["ood_score"]
+        rows["before_flags"] = arms["before"]["flags"]
     rows["outside_recommended"] = outside
     rows.write(work / "real_catalogue.csv", overwrite=True)
     print("\nper spectrum (LASP -> CNN ± sigma [ridge]; flags):")
@@ -283,7 +385,9 @@ def main() -> None:
               f"{r['logg_err']:.2f} [{r['ridge_logg']:.2f}]  {r['lasp_fe_h']:+.2f} -> "
               f"{r['fe_h']:+.2f}±{r['fe_h_err']:.2f} [{r['ridge_fe_h']:+.2f}]  "
               f"ood {r['ood_score']:.2f} flags {r['flags']}"
-              f"{' REC' if r['outside_recommended'] else ''}")
+              f"{' REC' if r['outside_recommended'] else ''}"
+              + (f" (before: ood {r['before_ood_score']:.2f} flags {r['before_flags']})"
+                 if "before_flags" in rows.colnames else ""))
     print(f"\nper-star rows: {work / 'real_catalogue.csv'}; total "
           f"{time.perf_counter() - t0:.0f} s")
 

@@ -30,8 +30,14 @@ import torch
 from _common import REPO, best_of, host_info, print_host
 
 from apogee_net.inference.chunks import SpectraChunk
-from apogee_net.inference.predict import FLAGS, catalog_rows, load_model, model_pixmask_bits
-from apogee_net.network.ood import coverage
+from apogee_net.inference.predict import (
+    FLAGS,
+    TEFF_MAX,
+    catalog_rows,
+    load_model,
+    model_pixmask_bits,
+)
+from apogee_net.network.ood import coverage, range_tolerance
 from apogee_net.spectra.apstar import NPIX, read_apstar, write_apstar
 from apogee_net.spectra.pixmask import apply_pixmask
 
@@ -149,6 +155,14 @@ def main(argv=None) -> None:
         scatter = np.std(pred - test["target"], axis=0)
         print(f"  simulated test split ({n}): any flag but LOW_SNR {100 * other:.2f} %; "
               + ", ".join(f"{k} {100 * v:.2f} %" for k, v in rates.items() if v))
+        if "teff" in lm.label_names:  # HOT on a star that is hot is information, not error
+            true_hot = test["target"][:, lm.label_names.index("teff")] > TEFF_MAX
+            false = (flags & ~FLAGS["LOW_SNR"][0] & ~np.where(true_hot, FLAGS["HOT"][0], 0))
+            print(f"  {int(true_hot.sum())} test stars truly hotter than TEFF_MAX "
+                  f"({TEFF_MAX:.0f} K); any flag but LOW_SNR, not counting HOT on them: "
+                  f"{100 * np.mean(false != 0):.2f} %; OUT_OF_RANGE tolerance "
+                  + ", ".join(f"{c} {t:.3g}" for c, t in zip(lm.label_names, range_tolerance(
+                      meta.get("ood"), len(lm.label_names)), strict=True)))
         print("  test scatter " + ", ".join(f"{c} {s:.4g}" for c, s in
                                             zip(lm.label_names, scatter, strict=True))
               + "; ridge (same pixels, same run) " + ", ".join(

@@ -155,3 +155,31 @@ def test_adapt_runs_on_a_tiny_model(tiny_run, tmp_path):
             assert report[g][key] == pytest.approx(z2[src == g].mean(), rel=1e-5), (key, g)
     ckpt = read_checkpoint(tmp_path / "ad" / "model.pt")
     assert ckpt["meta"]["label_names"] == names
+
+
+
+def test_adapt_augments_as_training_did(tiny_run, tmp_path, monkeypatch):
+    """A model trained with augmentation adapts on augmented spectra (the round's training
+    and dev stars, so the dev losses that decide change) but reports on plain test spectra
+    (the test report of the input model is the same with and without augmentation). The
+    augmenter is replaced by one that adds a per-draw offset to the flux."""
+    import apogee_net.spectra.augment as augment
+
+    calls = []
+
+    def shift(flux, error, rngs):
+        calls.append(len(rngs))
+        return flux + np.array([r.uniform(0.5, 1.0) for r in rngs], np.float32)[:, None], error
+
+    run_dir, _ = tiny_run
+    logs = {}
+    for name, aug in (("plain", None), ("augmented", shift)):
+        monkeypatch.setattr(augment, "augmenter_from_meta", lambda meta, a=aug: a)
+        logs[name] = adapt(run_dir / "run", tmp_path / name, fraction=0.5, max_rounds=1,
+                           max_epochs=1, device="cpu", progress=False)
+    assert sum(calls) > 0
+    plain, aug = logs["plain"], logs["augmented"]
+    assert plain["dev_payne"][0] != aug["dev_payne"][0]      # dev augmented
+    before = {k: {r["group"]: r["mse_before"] for r in v.meta["test_report"]}
+              for k, v in logs.items()}
+    assert before["plain"] == pytest.approx(before["augmented"], rel=1e-9)  # test plain

@@ -8,18 +8,21 @@ pinned here.)"""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from astropy.table import Table
 
 from apogee_net.inference.chunks import SpectraChunk
-from apogee_net.inference.predict import flag_value, load_model
+from apogee_net.inference.predict import flag_value, load_model, unphysical
 from apogee_net.lamost.labels import LABELS
 from apogee_net.lamost.model import BayesianCNN
-from apogee_net.lamost.predict import predict_arrays
+from apogee_net.lamost.predict import predict_arrays, predict_lamost
 from apogee_net.lamost.preprocess import prepare_spectrum
 from apogee_net.lamost.training import train_lamost
+from apogee_net.network.ood import range_tolerance
 from apogee_net.spectra.store import StoreWriter
 from apogee_net.testing.lamost_spectra import simulate_lamost
+from tests.conftest import shared_file
 
 
 def _simulate(n: int, seed: int):
@@ -37,8 +40,12 @@ def _simulate(n: int, seed: int):
     return lab, np.array(flux, np.float32), np.array(err, np.float32), sim.snr
 
 
-def test_lamost_model_flags_constructed_out_of_domain_inputs(tmp_path):
+@pytest.fixture(scope="module")
+def lamost_run(tmp_path_factory):
+    """A small LAMOST Bayesian CNN trained 3 epochs on 150 simulated spectra (OOD statistics
+    fitted on 30 dev spectra), and 20 held-out simulated spectra."""
     torch.set_num_threads(2)
+    tmp_path = tmp_path_factory.mktemp("lamost_ood")
     n, n_test = 150, 20
     lab, flux, err, snr = _simulate(n + n_test, seed=5)
     ids = [f"sim{i:04d}" for i in range(n + n_test)]
@@ -55,9 +62,15 @@ def test_lamost_model_flags_constructed_out_of_domain_inputs(tmp_path):
     table["source"] = "sim"
     train_lamost(tmp_path / "s.h5", table, tmp_path / "run", max_epochs=3, filters=(2, 4, 4),
                  hidden=(32, 16), device="cpu", progress=False)
-    lm = load_model(tmp_path / "run" / "model.pt", expect=BayesianCNN)
+    return tmp_path / "run" / "model.pt", (n, n_test, ids, flux, err, snr)
+
+
+def test_lamost_model_flags_constructed_out_of_domain_inputs(lamost_run):
+    model, (n, n_test, ids, flux, err, snr) = lamost_run
+    lm = load_model(model, expect=BayesianCNN)
     stats = lm.checkpoint["meta"]["ood"]
     assert stats["n_dev"] == 30 and stats["threshold"] > 0
+    assert len(stats["dev_scatter"]) == len(LABELS) and stats["dev_scatter"][0] > 0
 
     rng = np.random.default_rng(0)
     real = flux[n]                                  # a held-out spectrum to distort
@@ -82,3 +95,33 @@ def test_lamost_model_flags_constructed_out_of_domain_inputs(tmp_path):
     # of 300 simulated test spectra flagged with a trained model)
     assert ood[:n_test].sum() <= n_test // 4, score[:n_test]
     assert np.median(score[:n_test]) < 0.5 < 1 < score[n_test:].min()
+
+
+def test_every_real_lamost_spectrum_trusted_or_flagged(lamost_run, tmp_path):
+    """The issue's "done when" on every real LAMOST spectrum of ../shared/data/lamost (60
+    DR1 spectra of learninglamost, 10 DR5–DR13 files of formats/ with a dM5 and a QSO),
+    through ``apogee-net lamost predict``'s library call with a model trained on simulated
+    spectra: each row has physically possible labels inside the training label range
+    (within the OUT_OF_RANGE tolerance of 2 dev scatters) or carries a flag."""
+    model, _ = lamost_run
+    files = sorted(shared_file("lamost", "learninglamost").glob("*.fits"))
+    files += sorted(shared_file("lamost", "formats").glob("*.fits*"))
+    assert len(files) == 70
+    cat = Table.read(predict_lamost(model, [str(f) for f in files], tmp_path / "c.fits",
+                                    passes=4, device="cpu", progress=False),
+                     mask_invalid=False)
+    assert len(cat) == 70 and cat.meta["RANGETOL"].startswith("OUT_OF_RANGE beyond")
+    lm = load_model(model, expect=BayesianCNN)
+    names = lm.label_names
+    labels = np.column_stack([cat[c] for c in names])
+    tol = range_tolerance(lm.checkpoint["meta"]["ood"], len(names))
+    lo, hi = lm.label_range
+    with np.errstate(invalid="ignore"):
+        inside = np.all((labels >= lo - tol) & (labels <= hi + tol), axis=1)
+    flags = np.asarray(cat["flags"])
+    trusted = inside & ~unphysical(labels, names)
+    assert np.all(trusted | (flags != 0)), cat[~trusted & (flags == 0)]
+    out = (flags & flag_value("OUT_OF_RANGE")) != 0
+    readable = np.isfinite(labels).all(axis=1)
+    np.testing.assert_array_equal(out[readable], ~inside[readable])
+    assert np.isfinite(cat["ood_score"][readable]).all()

@@ -16,9 +16,17 @@ from apogee_net.inference.predict import (
     PHYSICAL_RANGES,
     flag_value,
     predict_catalog,
+    quality_flags,
     unphysical,
 )
-from apogee_net.network.ood import combine, fit_features, mahalanobis
+from apogee_net.network.ood import (
+    RANGE_SIGMAS,
+    combine,
+    dev_scatter,
+    fit_features,
+    mahalanobis,
+    range_tolerance,
+)
 from apogee_net.spectra.apstar import NPIX, read_apstar, write_apstar
 from tests.conftest import shared_file
 
@@ -54,6 +62,41 @@ def test_combined_score_threshold_and_flag_bits():
     np.testing.assert_array_equal(unphysical(rows, ["logg", "teff", "fe_h"]),
                                   [False, True, True, True, True])
     assert PHYSICAL_RANGES["teff"] == (2000.0, 50000.0)
+
+
+def test_out_of_range_tolerance_is_two_dev_scatters_and_unphysical_always_flagged():
+    """OUT_OF_RANGE fires beyond the training range by more than RANGE_SIGMAS dev scatters
+    (straight-line reference below), never inside it; UNPHYSICAL fires outside the
+    physically possible range even where the tolerance would allow the value."""
+    pred = np.array([[5000.0, 4.5], [5000.0, 5.0]])
+    truth = np.array([[5100.0, 4.4], [4900.0, 5.1]])
+    np.testing.assert_allclose(dev_scatter(pred, truth), [100.0, 0.1])
+    stats = {"dev_scatter": [100.0, 0.1]}
+    tol = range_tolerance(stats, 2)
+    assert RANGE_SIGMAS == 2.0
+    np.testing.assert_allclose(tol, [200.0, 0.2])
+    np.testing.assert_array_equal(range_tolerance({}, 2), [0.0, 0.0])
+    np.testing.assert_array_equal(range_tolerance({"dev_scatter": [1.0]}, 2), [0.0, 0.0])
+    lrange = np.array([[4000.0, 1.0], [6000.0, 5.9]])
+    rows = np.array([[5000.0, 3.0],      # inside
+                     [3850.0, 3.0],      # 150 K below: within 200 K
+                     [3790.0, 3.0],      # 210 K below: flagged
+                     [6000.0, 5.95],     # 0.05 above: within 0.2
+                     [5000.0, 6.05],     # within 0.2 of 5.9, but log g > 6: UNPHYSICAL
+                     [5000.0, 6.2]])     # beyond both
+    lo, hi = lrange[0] - tol, lrange[1] + tol
+    ref = ((rows < lo) | (rows > hi)).any(axis=1)
+    flags = quality_flags(np.full(6, 50.0), np.full(6, 100), np.ones(6, bool), rows, lrange,
+                          100, label_names=["teff", "logg"], range_tol=tol)
+    out = (flags & flag_value("OUT_OF_RANGE")) != 0
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(out, [False, False, True, False, False, True])
+    np.testing.assert_array_equal((flags & flag_value("UNPHYSICAL")) != 0,
+                                  [False, False, False, False, True, True])
+    strict = quality_flags(np.full(6, 50.0), np.full(6, 100), np.ones(6, bool), rows, lrange,
+                           100)  # no tolerance: the plain range check
+    np.testing.assert_array_equal((strict & flag_value("OUT_OF_RANGE")) != 0,
+                                  [False, True, True, True, True, True])
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +155,14 @@ def test_real_spectra_trusted_or_flagged_and_constructed_inputs_flagged_ood(sim_
                                          device="cpu", progress=False), mask_invalid=False)
     ckpt = torch.load(model, weights_only=False)
     lo, hi = np.asarray(ckpt["meta"]["label_range"])
-    assert ckpt["meta"]["augment"] != "none" and "threshold" in ckpt["meta"]["ood"]
+    stats = ckpt["meta"]["ood"]
+    assert ckpt["meta"]["augment"] != "none" and "threshold" in stats
+    assert len(stats["dev_scatter"]) == 3
+    tol = range_tolerance(stats, 3)
+    assert np.all(tol > 0)  # 2 dev scatters per label
     names = ["logg", "teff", "fe_h"]
     labels = np.column_stack([cat[n] for n in names])
-    inside = np.all((labels >= lo) & (labels <= hi), axis=1)
+    inside = np.all((labels >= lo - tol) & (labels <= hi + tol), axis=1)
     bad = unphysical(labels, names)
     flags = np.asarray(cat["flags"])
     assert np.all(np.isfinite(cat["ood_score"]))

@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 FLAGS = {
     "LOW_SNR": (1, "SNR < 1 or unknown (SNR ~ 0)"),
     "BAD_PIXELS": (2, "fewer than half of the pixels have finite flux and valid error"),
-    "OUT_OF_RANGE": (4, "a label outside the range of the training labels"),
+    "OUT_OF_RANGE": (4, "a label beyond the range of the training labels by more than "
+                     "2 dev scatters (apogee_net.network.ood.range_tolerance)"),
     "UNREADABLE": (8, "input could not be read or has no data; labels NaN"),
     "HOT": (16, "Teff above TEFF_MAX (6700 K): the version I paper left these out (edge "
             "effect); kept as information for APOGEE Net II, which covers hot stars"),
@@ -93,19 +94,22 @@ def flag_value(*names: str) -> int:
 
 
 def quality_flags(snr, nvalid, usable, mean, label_range, npix: int,
-                  label_names=None, ood_score=None) -> np.ndarray:
+                  label_names=None, ood_score=None, range_tol=None) -> np.ndarray:
     """Per-row flag bits shared by every catalogue: LOW_SNR (SNR < :data:`SNR_ZERO` or
     unknown), BAD_PIXELS (fewer than :data:`MIN_VALID_FRACTION` of ``npix`` pixels valid),
-    UNREADABLE (``usable`` False), OUT_OF_RANGE (a label of ``mean`` outside ``label_range``
-    = (low, high) of the training labels); with ``label_names``, UNPHYSICAL (a label
-    outside :data:`PHYSICAL_RANGES`, or not finite for a readable spectrum); with
+    UNREADABLE (``usable`` False), OUT_OF_RANGE (a label of ``mean`` beyond ``label_range``
+    = (low, high) of the training labels by more than ``range_tol`` (k,), default 0: see
+    :func:`apogee_net.network.ood.range_tolerance`); with ``label_names``, UNPHYSICAL (a
+    label outside :data:`PHYSICAL_RANGES`, or not finite for a readable spectrum); with
     ``ood_score``, OOD (score > 1)."""
     snr = np.asarray(snr, float)
     flags = np.zeros(snr.size, np.int32)
     flags[~(snr >= SNR_ZERO)] |= flag_value("LOW_SNR")
     flags[np.asarray(nvalid) < MIN_VALID_FRACTION * npix] |= flag_value("BAD_PIXELS")
     flags[~np.asarray(usable, bool)] |= flag_value("UNREADABLE")
-    lo, hi = label_range
+    lo, hi = np.asarray(label_range, float)
+    if range_tol is not None:
+        lo, hi = lo - np.asarray(range_tol, float), hi + np.asarray(range_tol, float)
     with np.errstate(invalid="ignore"):
         flags[((mean < lo) | (mean > hi)).any(axis=1)] |= flag_value("OUT_OF_RANGE")
         if label_names is not None:
@@ -182,6 +186,13 @@ def sigma_record(lm: LoadedModel) -> dict:
     factors (:mod:`apogee_net.evaluation.groupcal`), a legacy flat ``{label: factor}``, or {} (σ
     unscaled)."""
     return lm.checkpoint["meta"].get("sigma_scale") or {}
+
+
+def range_header(lm: LoadedModel) -> str:
+    """Catalogue header text: how far past the training label range OUT_OF_RANGE allows."""
+    tol = ood.range_tolerance(lm.checkpoint["meta"].get("ood"), len(lm.label_names))
+    return "OUT_OF_RANGE beyond training range + " + ",".join(
+        f"{n} {t:.3g}" for n, t in zip(lm.label_names, tol, strict=True))
 
 
 def sigma_header(lm: LoadedModel) -> dict[str, str]:
@@ -350,7 +361,8 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
                 chunk_rows=batch_size)
     snr = np.asarray(data.snr, float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix,
-                          label_names=lm.label_names, ood_score=score)
+                          label_names=lm.label_names, ood_score=score,
+                          range_tol=ood.range_tolerance(stats, k))
     if phot is not None:
         from apogee_net.network.photometry import fill_photometry
 
@@ -484,7 +496,7 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                       METHOD=_method(lm), AMP=o.amp,
                       PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
-                      **sigma_header(lm))
+                      RANGETOL=range_header(lm), **sigma_header(lm))
 
     def predict_fn(data, offset):
         with autocast(dev, o.amp):

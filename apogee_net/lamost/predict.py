@@ -12,7 +12,8 @@ labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_m
 ``<label>_err_pred``, ``<label>_flag`` (True: outside Li et al.'s recommended range, Table
 2 and §3.1–3.3), ``snr`` (SNR_g), ``ood_score`` (:mod:`apogee_net.network.ood`, one plain
 pass with dropout off; NaN for a model without OOD statistics) and ``flags`` (bits of
-:data:`FLAGS`: among them OUT_OF_RANGE, a label outside the training labels' range;
+:data:`FLAGS`: among them OUT_OF_RANGE, a label beyond the training labels' range by more
+than 2 dev scatters, :func:`apogee_net.network.ood.range_tolerance`;
 UNPHYSICAL, outside the physically possible range; OOD, ``ood_score`` > 1). Pixels outside
 the training spectra's coverage are treated as having no data, as for APOGEE Net.
 """
@@ -34,6 +35,7 @@ from apogee_net.inference.predict import (
     load_model,
     parts_path,
     quality_flags,
+    range_header,
     stream_predict,
 )
 from apogee_net.inference.uncertainty import check_realizations
@@ -109,7 +111,8 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
                                           error[idx], batch_size)
     snr = np.asarray(data.snr, float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix,
-                          label_names=lm.label_names, ood_score=score)
+                          label_names=lm.label_names, ood_score=score,
+                          range_tol=ood.range_tolerance(stats, k))
     flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
@@ -175,7 +178,8 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                       "passes (ddof 0) + exp(mean log_var)); _flag = outside Table 2 range",
                       IDCOL="spec_id: the LAMOST OBSID (store key)",
                       OODTHR="ood_score > 1 (dev 99th percentile)"
-                      if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model")
+                      if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
+                      RANGETOL=range_header(lm))
 
     def predict_fn(data, offset):
         with autocast(dev, o.amp):

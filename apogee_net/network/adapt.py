@@ -22,6 +22,11 @@ Honest bookkeeping (beyond the paper):
   and for the report (:func:`report_on_test`: standardised MSE and per-label scatter per group,
   input model vs adapted model), never for a decision. The calibration split ``cal``
   (:mod:`apogee_net.evaluation.groupcal`) is not used at all.
+- **Same augmentation as training.** A model trained with the real-instrument systematics
+  (:mod:`apogee_net.spectra.augment`, its ``meta["augment"]``) adapts on spectra augmented
+  the same way: random draws for the round's training stars, one fixed draw per dev star
+  (as :func:`apogee_net.network.train.train_apogee_net`); the group losses that decide
+  which round to keep are measured on the same fixed dev draws.
 """
 
 from __future__ import annotations
@@ -152,8 +157,17 @@ def adapt(run, out, options: AdaptOptions | None = None, **kwargs) -> Table:
     full_dev = np.flatnonzero(split == "dev")
     test_idx = np.flatnonzero(split == "test")
 
-    def dataset(idx):
+    from apogee_net.spectra.augment import AugmentedDataset, augmenter_from_meta
+
+    augmenter = augmenter_from_meta(meta)
+
+    def dataset(idx, draws: str | None = "fixed"):
+        """Spectra of ``idx``: augmented as in training (``random`` draws, or one ``fixed``
+        draw per store row), or plain (``None``: the test report)."""
         ds = SpectraDataset(store, rows=rows[idx], targets=targets[idx])
+        if augmenter is not None and draws is not None:
+            ds = AugmentedDataset(ds, augmenter, o.seed + (1 if draws == "fixed" else 0),
+                                  fixed=draws == "fixed")
         return ds if phot is None else WithPhotometry(ds, phot[idx])
 
     in_round_dev = np.isin(full_dev, dev_idx)
@@ -170,7 +184,7 @@ def adapt(run, out, options: AdaptOptions | None = None, **kwargs) -> Table:
         """Test-split predictions and targets (reported, never used for a decision)."""
         if not len(test_idx):
             return np.empty((0, len(names))), np.empty((0, len(names)))
-        return predict_dataset(model, dataset(test_idx), prep, device=o.device)
+        return predict_dataset(model, dataset(test_idx, None), prep, device=o.device)
 
     def test_losses(pred_tgt):
         return {f"test_{g}": v for g, v in group_losses(*pred_tgt, label_std,
@@ -195,8 +209,8 @@ def adapt(run, out, options: AdaptOptions | None = None, **kwargs) -> Table:
         train_idx = np.concatenate([rare_train, subset])
         shutil.rmtree(scratch, ignore_errors=True)
         # an epoch must beat the starting (best) model on the round's dev set to count
-        result = fit(model, dataset(train_idx), dataset(dev_idx), standardised_mse, scratch,
-                     train_options, meta, prepare=prep, init_state=best_state,
+        result = fit(model, dataset(train_idx, "random"), dataset(dev_idx), standardised_mse,
+                     scratch, train_options, meta, prepare=prep, init_state=best_state,
                      best_loss=best_round_loss)
         losses, round_loss = dev_losses()
         loss = rare_loss(losses)

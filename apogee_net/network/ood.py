@@ -14,7 +14,18 @@ there is no data; :func:`apogee_net.network.model.model_input`):
 
 Each term is divided by its :data:`QUANTILE` quantile on the dev split, their maximum by the
 same quantile of that maximum: ``ood_score = max(m/s_m, p/s_p, q/s_q) / t``, so that about
-1 − QUANTILE = 1 % of dev spectra score above 1 and get the ``OOD`` flag. Fitted at the end
+1 − QUANTILE = 1 % of dev spectra score above 1 and get the ``OOD`` flag.
+
+The same dev pass records ``dev_scatter``, the standard deviation of (plain prediction −
+label) per label on dev, which sets how far past the training label range a prediction may
+lie before it is flagged OUT_OF_RANGE (:func:`range_tolerance`).
+
+Spectrum-level terms were tried for the LAMOST toy simulator (issue 12; benchmarks/README.md)
+and left out because none separated the real LAMOST spectra from the simulated dev spectra
+at a 1 % dev threshold: the Mahalanobis distance of the standardised input pixels
+themselves (PCA + isotropic rest), the χ² of the PCA reconstruction in noise units, its
+largest 8–128-pixel window, and the χ² of the spectrum against a quadratic Cannon model at
+the network's own labels. Fitted at the end
 of training (:func:`fit_ood`, on the augmented training and dev spectra when training
 augments) and stored in the model's ``meta["ood"]``.
 
@@ -49,6 +60,8 @@ MAX_FIT = 2000
 #: Floors of the per-term scales (p, q), so a dev set without any outlier pixel or dead
 #: pixel does not make every single one an outlier.
 MIN_SCALE_P, MIN_SCALE_Q = 1e-3, 0.02
+#: OUT_OF_RANGE tolerance in units of the dev scatter (:func:`range_tolerance`).
+RANGE_SIGMAS = 2.0
 
 
 def coverage(flux_scaler: Standardiser) -> np.ndarray:
@@ -158,6 +171,35 @@ def combine(m: np.ndarray, p: np.ndarray, q: np.ndarray, stats: dict) -> np.ndar
                               np.asarray(q) / s_q]) / stats["threshold"]
 
 
+def dev_scatter(pred: np.ndarray, target: np.ndarray) -> list[float]:
+    """Standard deviation (per label, physical units; NaN targets skipped) of plain
+    prediction − label on dev."""
+    with np.errstate(invalid="ignore"):
+        resid = np.asarray(pred, float) - np.asarray(target, float)
+        return [float(np.nanstd(c)) if np.isfinite(c).sum() > 1 else float("nan")
+                for c in resid.T]
+
+
+def range_tolerance(stats: dict | None, n_labels: int) -> np.ndarray:
+    """How far (n_labels,; physical units) a prediction may lie beyond the training label
+    range before it is flagged OUT_OF_RANGE: :data:`RANGE_SIGMAS` × the dev scatter
+    (``stats["dev_scatter"]``), 0 when the model has none.
+
+    Why: a star whose true label sits at the edge of the training labels is predicted with
+    the network's scatter around it, so about half of such stars land outside the range by
+    a fraction of that scatter; a strict range check flags them (3–5 % of simulated test
+    spectra with the toolkit's defaults, all at the edges), although their labels are as
+    good as any. Beyond the range by more than 2 dev σ, a star at the edge lands in ~2 %
+    (one-sided Gaussian tail) of cases, so what is flagged is an extrapolation. The dev
+    scatter, not the row's own σ, is used: the row's σ is least trustworthy exactly for the
+    spectra the flag is for, and a plain prediction has none. Labels outside the physically
+    possible range are flagged UNPHYSICAL whatever this tolerance."""
+    scatter = (stats or {}).get("dev_scatter")
+    if not scatter or len(scatter) != n_labels:
+        return np.zeros(n_labels)
+    return RANGE_SIGMAS * np.nan_to_num(np.asarray(scatter, float), nan=0.0)
+
+
 def fit_ood(model: nn.Module, prep: Preprocess, train_batches: Iterable[dict],
             dev_batches: Iterable[dict], quantile: float = QUANTILE) -> dict:
     """The ``meta["ood"]`` of a trained model: feature statistics from ``train_batches``,
@@ -166,27 +208,33 @@ def fit_ood(model: nn.Module, prep: Preprocess, train_batches: Iterable[dict],
     covered = coverage(prep.flux_scaler)
 
     def run(batches, limit=None):
-        feats, ps, qs, n = [], [], [], 0
+        labels, feats, ps, qs, targets, n = [], [], [], [], [], 0
         for b in batches:
-            _, f, p, q = forward_terms(model, prep, np.asarray(b["flux"]),
+            y, f, p, q = forward_terms(model, prep, np.asarray(b["flux"]),
                                        np.asarray(b["error"]), covered)
+            labels.append(y)
             feats.append(f)
             ps.append(p)
             qs.append(q)
+            if "target" in b:  # physical labels (LAMOST: labels, then their errors)
+                targets.append(np.asarray(b["target"], float)[:, :y.shape[1]])
             n += len(f)
             if limit and n >= limit:
                 break
-        return np.concatenate(feats), np.concatenate(ps), np.concatenate(qs)
+        return (np.concatenate(feats), np.concatenate(ps), np.concatenate(qs),
+                np.concatenate(labels), np.concatenate(targets) if targets else None)
 
-    feats, _, _ = run(train_batches, MAX_FIT)
+    feats, _, _, _, _ = run(train_batches, MAX_FIT)
     stats = fit_features(feats)
-    dev_f, dev_p, dev_q = run(dev_batches)
+    dev_f, dev_p, dev_q, dev_y, dev_t = run(dev_batches)
     dev_m = mahalanobis(dev_f, stats)
     scales = [float(np.quantile(dev_m, quantile)),
               float(max(np.quantile(dev_p, quantile), MIN_SCALE_P)),
               float(max(np.quantile(dev_q, quantile), MIN_SCALE_Q))]
     stats.update(scales=scales, threshold=1.0)
     stats["threshold"] = float(np.quantile(combine(dev_m, dev_p, dev_q, stats), quantile))
+    if dev_t is not None:
+        stats["dev_scatter"] = dev_scatter(dev_y, dev_t)
     stats.update(z_bound=Z_BOUND, quantile=quantile, n_fit=int(len(feats)),
                  n_dev=int(len(dev_m)), method="Lee et al. 2018 Mahalanobis on penultimate "
                  f"features (PCA {len(stats['axes'])} + isotropic rest), |z|>{Z_BOUND} pixel "
