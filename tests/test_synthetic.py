@@ -115,8 +115,13 @@ def test_seeded_and_k_excess(grid):
 def test_bad_requests(grid):
     with pytest.raises(GridError, match="no band W1"):
         draw_population(10, seed=0, grid=grid, bands=["G", "J", "W1"])
-    with pytest.raises(ValueError, match="lack G"):
-        draw_population(10, seed=0, grid=grid, bands=["J", "H"])
+    # bands without G (a model for SDSS + 2MASS samples): the same Gaia-detected stars
+    no_g = draw_population(30, seed=0, grid=grid, bands=["g", "r", "J"])
+    with_g = draw_population(30, seed=0, grid=grid, bands=["G", "g", "r", "J"])
+    assert "G" not in no_g.colnames
+    np.testing.assert_array_equal(no_g["mass_true"], with_g["mass_true"])
+    np.testing.assert_array_equal(no_g["r"], with_g["r"])
+    assert np.all(with_g["G"] < 19)
     with pytest.raises(GridError, match="initial masses 0.05-3"):
         draw_population(10, seed=0, grid=grid, mass_range=(0.05, 3.0))
     with pytest.raises(GridError, match="outside the isochrone grid"):

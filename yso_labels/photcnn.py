@@ -97,7 +97,7 @@ def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True
     (mas). Returns ``(X, problems)``: ``problems`` maps a reason to a row mask (no G, G
     fainter than the limit, no valid distance).
     """
-    if "G" not in table.colnames:
+    if "G" in bands and "G" not in table.colnames:
         raise TableError(f"{where}: no G column; Gaia G is required (Olney 2020 §2.4)")
     n = len(table)
     missing = [b for b in bands if b not in table.colnames]
@@ -106,9 +106,12 @@ def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True
                          f"trained on ({' '.join(bands)}); use allow_missing to treat them "
                          f"as undetected")
     cols, problems = [], {}
-    g = _magnitudes(table["G"])
-    problems["no G"] = ~np.isfinite(g)
-    problems["G fainter than limit"] = np.isfinite(g) & (g > LIMITS["G"])
+    if "G" in bands:  # a model trained without G (bands g r J H K, ...) does not need it
+        g = _magnitudes(table["G"])
+        problems["no G"] = ~np.isfinite(g)
+        problems["G fainter than limit"] = np.isfinite(g) & (g > LIMITS["G"])
+    else:
+        problems["no G"] = np.zeros(n, bool)
     for band in bands:
         if band in table.colnames:
             m = _magnitudes(table[band])

@@ -49,8 +49,10 @@ PAPER_RANGES = {"mass": (0.08, 3.0), "age_myr": (1.0, 100.0), "av": (0.0, 20.0),
 PAPER_BANDS = ("G", "BP", "RP", "J", "H", "K", "W1", "W2", "W3")
 GAIA_2MASS_BANDS = ("G", "BP", "RP", "J", "H", "K")
 #: Detection limits (apparent mag): fainter values are set to the limit (Olney 2020 §2.4).
+#: SDSS g, r: the survey's 95 % completeness for point sources (York et al. 2000 AJ 120
+#: 1579, Table 1), for models of samples without Gaia photometry (``bands`` without G).
 LIMITS = {"G": 19.0, "BP": 20.5, "RP": 17.5, "J": 17.0, "H": 16.0, "K": 16.0,
-          "W1": 16.0, "W2": 16.0, "W3": 13.5}
+          "W1": 16.0, "W2": 16.0, "W3": 13.5, "g": 22.2, "r": 22.2}
 #: Gaia DR2-like reporting of r* (R☉) and log L (L☉): reported only above these limits
 #: and for M_G below ``abs_g_max``; otherwise set to the limits.
 #: Peak memory per synthetic star of :func:`draw_population` (bytes; measured 1.6 kB
@@ -136,7 +138,9 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     """Draw ``n`` synthetic stars (Olney 2020 §2.4) with G detected; same seed, same table.
 
     ``grid``: a standard isochrone table, a path, or None (packaged PARSEC grid).
-    ``bands``: default :func:`default_bands`. ``mass_range`` default: the paper's 0.08–3 M☉
+    ``bands``: default :func:`default_bands`; they may leave out G (e.g. ``g r J H K``
+    for a sample with SDSS and 2MASS photometry only), but the stars are always the ones
+    Gaia detects (G < 19, selected on the grid's G). ``mass_range`` default: the paper's 0.08–3 M☉
     within the grid's coverage (recorded in ``meta['NOTE']``); an explicit range outside
     the grid is an error. ``k_excess``: a uniform (min, max) K-band brightening (mag) added
     before the limits, mimicking the J−K excess of real YSOs (0.05–0.3 mag in the paper);
@@ -155,9 +159,7 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
     if not isinstance(grid, Table):
         grid = load_isochrones(grid)
     bands = tuple(bands) if bands else default_bands(grid)
-    if "G" not in bands:
-        raise ValueError(f"bands {list(bands)} lack G, which is required (Olney 2020 §2.4)")
-    require_bands(grid, bands)
+    require_bands(grid, ["G", *bands])  # G selects the sample even when not an output
     limits = dict(LIMITS, **(limits or {}))
     unknown = [b for b in bands if b not in limits]
     if unknown:
@@ -176,8 +178,9 @@ def draw_population(n: int, seed: int, grid: Table | str | os.PathLike | None = 
         av = rng.uniform(*av_range, m)
         dist = rng.uniform(*distance_range, m)
         la = np.log10(age * 1e6)
-        phys = interpolate(grid, la, mass, columns=["teff", "logg", "logl", "radius", *bands],
-                           outside="raise")
+        phys = interpolate(grid, la, mass, outside="raise",
+                           columns=["teff", "logg", "logl", "radius",
+                                    *dict.fromkeys(["G", *bands])])
         k_g = band_ratios(["G"], phys["teff"], av, extinction)["G"]
         g_app = observe(phys["G"], av, dist, k_g)
         keep = g_app < limits["G"]
