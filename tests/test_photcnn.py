@@ -211,3 +211,17 @@ def test_cli_synth_train_predict_evaluate(tmp_path, capsys):
     assert main(["synth", "--n", "5", "--seed", "1", "--out", str(train),
                  "--bands", "G", "W1"]) == 1
     assert "no band W1" in capsys.readouterr().err
+
+
+def test_model_without_gaia_bands_predicts_without_g(tmp_path):
+    """A CNN trained on SDSS g, r + 2MASS (synth --bands g r J H K) labels a table that has
+    no Gaia G column; a G-trained model still refuses it."""
+    from yso_labels.isochrones import load_isochrones
+
+    train = draw_population(300, 1, grid=load_isochrones(), bands=["g", "r", "J", "H", "K"])
+    path = tmp_path / "gr.pt"
+    train_photcnn(train, path, epochs=1, device="cpu")
+    phot = train[:5].copy()
+    assert "G" not in phot.colnames
+    pred = predict_photcnn(path, phot, device="cpu")
+    assert np.isfinite(pred["logg"]).all() and not pred["out_of_domain"].any()
