@@ -73,8 +73,9 @@ def _gloo_group():
     return group
 
 
-class ShardError(RuntimeError):
-    """Rank 0 failed while planning; every rank stops with its message."""
+class ShardError(ValueError, RuntimeError):
+    """Rank 0 failed while planning; every rank stops with its message (a one-line CLI
+    error, as rank 0's own)."""
 
 
 def world_size() -> int:
