@@ -193,9 +193,16 @@ def test_killed_rank_resumes_without_lost_or_duplicated_rows(survey, single):
     assert killed.returncode != 0 and not (out / "apstar.h5").exists()
     assert re.search(rf"rank\s*: 1 .*\n\s*exitcode\s*: {FAULT_EXIT_STATUS}", killed.stderr)
     assert (out / "apstar.h5.parts" / "manifest.json").exists()
+    with h5py.File(out / "apstar.h5.part", "r") as h5:  # closed while the ranks worked: valid
+        assert h5.attrs["n_rows"] == 0
+    # 9 files, 5 parts: rank 1 had parts 1 and 3 and died after part 1; part 3 as a rank
+    # killed in the middle of writing it would leave it
+    assert not (out / "apstar.h5.parts" / "part-000003.json").exists()
+    (out / "apstar.h5.parts" / "part-000003.h5.part").write_bytes(b"killed mid-write")
     killed = torchrun(survey, run, fault_at=1)  # ingest resumes; rank 1 dies in predict
-    assert killed.returncode != 0 and (out / "apstar.h5").exists()
+    assert killed.returncode != 0 and (out / "apstar.h5").exists(), killed.stderr[-3000:]
     assert "ingest: resuming from" in killed.stderr  # the finished parts were kept
+    assert "ingest part 3: " in killed.stderr and "writing the part again" in killed.stderr
     assert not (out / "cat.fits").exists() and list((out / "cat.fits.parts").glob("part-*"))
     assert_same_store(single / "apstar.h5", out / "apstar.h5")
     resumed = torchrun(survey, [cmds["predict"]])  # (a rerun of ingest retries the broken file)

@@ -19,6 +19,7 @@ from apogee_net.spectra.inputs import expand_inputs
 from apogee_net.spectra.mwm import MWM_PREFIXES, is_mwm_name, read_mwm, row_source, split_row_source
 from apogee_net.spectra.pixmask import apply_pixmask, format_bits, parse_pixmask_bits
 from apogee_net.spectra.store import (
+    StoreError,
     StoreWriter,
     decode_strings,
     duplicate_ids,
@@ -156,9 +157,11 @@ def ingest_files(new_writer, out, files: list[str], fn, report: dict, *, workers
     Under ``torchrun`` the files not yet stored are cut into parts of :data:`PART_FILES`;
     each rank writes its share of them (:class:`yso_labels.core.shards.Shards`) as small
     stores ``OUT.parts/part-k.h5`` (each resumable; ``part-k.json`` marks it finished, with
-    its failures), and rank 0, which holds the store's lock throughout, appends them to
-    ``out`` in input order: the same rows, in the same order, as a one-process ingest.
-    A rerun after any rank died resumes the unfinished parts and the merge.
+    its failures; an unfinished part left unreadable by a killed process is written again),
+    and rank 0 appends them to ``out`` in input order: the same rows, in the same order, as
+    a one-process ingest. Rank 0 opens (and locks) ``out.part`` to plan, closes it while
+    the parts are written (so that a killed job leaves a valid file) and reopens it to
+    merge. A rerun after any rank died resumes the unfinished parts and the merge.
     """
     out = Path(out)
     block = max(64, 32 * max(workers, 1))
@@ -224,6 +227,9 @@ def _sharded_ingest(shards, new_writer, out: Path, files: list[str], fn, report:
             groups = [todo[i:i + PART_FILES] for i in range(0, len(todo), PART_FILES)]
             parts.mkdir(parents=True, exist_ok=True)
             write_json(manifest, {"key": key, "parts": groups})
+        # closed (a valid file) while the ranks write their parts: a process killed then
+        # must not leave a half-written store; reopened (and locked) for the merge
+        writer.close(complete=False)
         left = [k for k in range(len(groups)) if not _part_name(parts, k, "json").exists()]
         if len(left) < len(groups):
             log.info("%s: resuming from %s: %d of %d parts finished", desc, parts,
@@ -240,6 +246,9 @@ def _sharded_ingest(shards, new_writer, out: Path, files: list[str], fn, report:
         ids: list[str] = []
         if shards.is_main:
             report["n_already_stored"] = n_done
+            writer = new_writer(out)  # the .part the plan made or resumed
+            if on_open is not None:
+                on_open(writer)
             merged = writer.stored_sources()
             ids = fill_store(writer, _part_rows(parts, groups, merged), report,
                              total=sum(len(g) for g in groups), batch_size=batch_size,
@@ -264,7 +273,11 @@ def _write_part(new_writer, parts: Path, k: int, group: list[str], fn, workers: 
     interrupted), then ``part-k.json`` with its failures, in input order."""
     from yso_labels.core.atomic import write_json
 
-    writer = new_writer(_part_name(parts, k, "h5"))
+    try:
+        writer = new_writer(_part_name(parts, k, "h5"))
+    except StoreError as exc:  # a process killed while writing it: only this rank writes it
+        log.warning("%s part %d: %s; writing the part again", desc, k, exc)
+        writer = new_writer(_part_name(parts, k, "h5"), restart=True)
     rep: dict = {"failures": []}
     try:
         todo = [f for f in group if f not in _stored_files(writer.stored_sources())]
