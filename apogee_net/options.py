@@ -126,10 +126,11 @@ class ApogeeTrainOptions(TrainOptions):
     workers: int = option(0, "data loader processes", type=nonneg_int)
     noise_augment: float = option(1.0, "add a fresh draw of this many times each spectrum's "
                                   "own error every epoch (default 1; 0: off)")
-    linear_skip: bool = option(False, "an architecture option outside the paper: a ridge "
-                               "regression on the pixels added to the network's output, the "
-                               "network trained on its cross-fitted residuals (apogeenet1 "
-                               "only)")
+    linear_skip: Any = option(None, "an architecture option outside the paper (apogeenet1 "
+                              "only): a ridge regression on the pixels added to the "
+                              "network's output for these labels ('all' or e.g. "
+                              "'logg,fe_h'), the network trained on its cross-fitted "
+                              "residuals (default: none)", metavar="LABELS")
     arch: str = option("apogeenet1", ARCH_HELP + " (default apogeenet1)", choices=ARCHS)
     photometry: Any = option(None, PHOTOMETRY_HELP, metavar="TABLE")
     flux_norm: str = option("median", "divide each spectrum by its median before the "

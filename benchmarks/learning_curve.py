@@ -35,7 +35,8 @@ import torch
 from _common import LABELS, emulator, host_info, print_host, print_table, write_json
 from apogee_net_recovery import draw_labels
 
-RECIPES = {"default": {}, "linear_skip": {"linear_skip": True},
+RECIPES = {"default": {}, "linear_skip": {"linear_skip": "all"},
+           "linear_skip_logg_feh": {"linear_skip": "logg,fe_h"},
            "paper": {"schedule": "constant", "warmup": 0.0, "batch_size": 128, "patience": 5,
                      "dropout": 0.1, "max_epochs": 100, "noise_augment": 0.0,
                      "weight_decay": 0.0, "optimizer": "adam"}}

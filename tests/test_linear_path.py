@@ -63,3 +63,23 @@ def test_model_adds_the_fixed_linear_path():
     assert skip.arch_kwargs["linear_skip"] is True and "linear_skip" not in plain.arch_kwargs
     with pytest.raises(ValueError, match="no linear_skip"):
         plain.set_linear(coef, icpt)
+
+
+def test_labels_chosen_for_the_path():
+    from apogee_net.network.linear_path import linear_labels
+
+    names = ("logg", "teff", "fe_h")
+    assert linear_labels(True, names) == list(names) == linear_labels("all", names)
+    for off in (None, False, "none", ""):
+        assert linear_labels(off, names) == []
+    assert linear_labels("fe_h, logg", names) == ["logg", "fe_h"]
+    assert linear_labels(["teff"], names) == ["teff"]
+    with pytest.raises(ValueError, match="vsini not among the labels learnt"):
+        linear_labels("logg,vsini", names)
+    x, z = _data(60)
+    path = fit_linear_path(x, z, *_data(30, seed=1), folds=3, use=[False, True])
+    assert not path.coef[0].any() and path.intercept[0] == 0 and not path.offsets[:, 0].any()
+    full = fit_linear_path(x, z, *_data(30, seed=1), folds=3)
+    np.testing.assert_array_equal(path.coef[1], full.coef[1])
+    np.testing.assert_array_equal(path.offsets[:, 1], full.offsets[:, 1])
+    assert path.describe()["labels_used"] == [False, True]

@@ -32,27 +32,48 @@ FOLDS = 5
 @dataclass
 class LinearPath:
     """Ridge coefficients ``coef`` (k, npix) and ``intercept`` (k,) in standardised label
-    units, the penalty ``alpha``, and per-training-star ``offsets`` (n, k): out-of-fold minus
-    in-sample ridge prediction (standardised units)."""
+    units, the penalty ``alpha``, per-training-star ``offsets`` (n, k): out-of-fold minus
+    in-sample ridge prediction (standardised units), and which labels ``used`` the path."""
 
     coef: np.ndarray
     intercept: np.ndarray
     alpha: float
     offsets: np.ndarray
     folds: int
+    used: list[bool]
 
     def describe(self) -> dict:
         """Checkpoint metadata of this path."""
         return {"method": "ridge on the standardised pixels, network trained on its "
                           f"{self.folds}-fold out-of-fold residuals (issue 14)",
-                "alpha": self.alpha, "folds": self.folds}
+                "alpha": self.alpha, "folds": self.folds, "labels_used": self.used}
+
+
+def linear_labels(value, label_names) -> list[str]:
+    """Labels given a linear path by the ``linear_skip`` option: ``True``/``"all"`` every
+    label, ``False``/``None``/``"none"``/``""`` none, else label names (a sequence or a
+    comma-separated string), each one of ``label_names``."""
+    names = list(label_names)
+    if value is None or value is False or str(value).strip().lower() in ("", "none", "false"):
+        return []
+    if value is True or str(value).strip().lower() in ("all", "true"):
+        return names
+    chosen = ([v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str)
+              else [str(v) for v in value])
+    bad = [v for v in chosen if v not in names]
+    if bad:
+        raise ValueError(f"linear_skip: {', '.join(bad)} not among the labels learnt "
+                         f"({', '.join(names)}); give 'all' or some of them")
+    return [n for n in names if n in chosen]
 
 
 def fit_linear_path(x_train: np.ndarray, z_train: np.ndarray, x_dev: np.ndarray,
-                    z_dev: np.ndarray, folds: int = FOLDS, seed: int = 0) -> LinearPath:
+                    z_dev: np.ndarray, folds: int = FOLDS, seed: int = 0,
+                    use=None) -> LinearPath:
     """Ridge of standardised labels ``z`` (n, k) on inputs ``x`` (n, npix), penalty chosen on
     the dev split; ``offsets`` from ``folds``-fold cross-fitting over a seeded random fold
-    assignment (module docstring). Every label must be finite."""
+    assignment (module docstring). Every label must be finite. ``use`` (k,) booleans: the
+    labels given the path (default all); the others get a zero path and zero offsets."""
     from sklearn.linear_model import Ridge
 
     from apogee_net.evaluation.baselines import ridge_baseline
@@ -71,8 +92,11 @@ def fit_linear_path(x_train: np.ndarray, z_train: np.ndarray, x_dev: np.ndarray,
         out = fold == k
         oof[out] = Ridge(alpha=full.alpha).fit(x_train[~out], z_train[~out]).predict(
             x_train[out])
-    return LinearPath(np.asarray(full.coef_, np.float32), np.asarray(full.intercept_, np.float32),
-                      float(full.alpha), oof - full.predict(x_train), folds)
+    keep = np.ones(z_train.shape[1], bool) if use is None else np.asarray(use, bool)
+    return LinearPath(np.where(keep[:, None], full.coef_, 0).astype(np.float32),
+                      np.where(keep, full.intercept_, 0).astype(np.float32),
+                      float(full.alpha), np.where(keep, oof - full.predict(x_train), 0.0),
+                      folds, [bool(k) for k in keep])
 
 
 def read_inputs(store, rows, prep, transform=None, chunk: int = 512) -> np.ndarray:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from apogee_net.network import ood
 from apogee_net.network.apogeenet2 import build_for_arch
+from apogee_net.network.linear_path import linear_labels
 from apogee_net.network.model import LABEL_NAMES, Preprocess, scale_flux
 from apogee_net.network.photometry import WithPhotometry, labelled_photometry
 from apogee_net.options import ApogeeTrainOptions
@@ -126,7 +127,8 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     the store was ingested with; :mod:`apogee_net.spectra.pixmask`). Both are recorded in
     the model, with the out-of-distribution statistics fitted at the end
     (:mod:`apogee_net.network.ood`; APOGEE Net I).
-    ``linear_skip``: an architecture OPTION outside the paper (``apogeenet1`` only): a fixed
+    ``linear_skip``: an architecture OPTION outside the paper (``apogeenet1`` only; ``True``
+    or ``"all"``, or the labels given it, e.g. ``"logg,fe_h"``): a fixed
     ridge regression on the standardised pixels added to the network's output, the network
     trained on the ridge's cross-fitted residuals (:mod:`apogee_net.network.linear_path`).
     ``resume`` continues ``out/last.pt`` only if it was trained on the same store and labels
@@ -145,9 +147,10 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     if not noise_augment >= 0:
         raise ValueError(f"noise_augment must be ≥ 0, got {noise_augment!r}")
     label_columns = list(o.label_columns or LABEL_NAMES)
+    skip_labels = linear_labels(o.linear_skip, label_columns)
     key = data_key(store, labels, label_columns=label_columns, flux_norm=flux_norm, arch=arch,
                    photometry=content_key(photometry), noise_augment=noise_augment,
-                   **({"linear_skip": True} if o.linear_skip else {}))
+                   **({"linear_skip": skip_labels} if skip_labels else {}))
     if options.resume and (out / LAST_NAME).exists():  # before any work
         check_resumable(out / LAST_NAME, options, {"resume_key": key})
     where = "the label table" if hasattr(labels, "colnames") else f"label table {labels}"
@@ -188,9 +191,10 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     seed_everything(seed)
     model, prep = build_for_arch(arch, flux_scaler, train_t, label_columns, flux_norm,
                                  o.dropout, npix)
-    if o.linear_skip:
-        model, targets, meta_linear = _linear_skip(arch, store, rows, parts, targets, prep,
-                                                   fixed, seed, o.dropout, npix)
+    if skip_labels:
+        model, targets, meta_linear = _linear_skip(
+            arch, store, rows, parts, targets, prep, fixed, seed, o.dropout, npix,
+            [c in skip_labels for c in label_columns])
     meta = {"label_names": label_columns, **prep.to_meta(),
             "label_range": [np.nanmin(train_t, 0).tolist(), np.nanmax(train_t, 0).tolist()],
             "npix": npix, "wavelength_range": wave.tolist(), "store": str(store),
@@ -202,7 +206,7 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
             "augment": "none" if augmenter is None else augmenter.describe(),
             "method": "Olney et al. 2020 sec. 3 (Kaiming init, per-pixel standardised flux)",
             "noise_augment": float(noise_augment)}
-    if o.linear_skip:
+    if skip_labels:
         meta["linear_skip"] = meta_linear
 
     def dataset(name, draws=None):
@@ -226,11 +230,12 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     return result
 
 
-def _linear_skip(arch, store, rows, parts, targets, prep, fixed, seed, dropout, npix):
+def _linear_skip(arch, store, rows, parts, targets, prep, fixed, seed, dropout, npix, use):
     """The ``linear_skip`` model (same initial layers as the plain one, then the ridge path
-    of :func:`apogee_net.network.linear_path.fit_linear_path`) and the training targets
-    shifted by the path's cross-fitting offsets (physical units), and the path's metadata."""
-    from apogee_net.network.linear_path import fit_linear_path, read_inputs
+    of :func:`apogee_net.network.linear_path.fit_linear_path` for the labels ``use``), the
+    training targets shifted by the path's cross-fitting offsets (physical units), and the
+    path's metadata."""
+    from apogee_net.network.linear_path import fit_linear_path, read_inputs  # sklearn
     from apogee_net.network.model import APOGEENet
 
     if arch != "apogeenet1":
@@ -240,7 +245,7 @@ def _linear_skip(arch, store, rows, parts, targets, prep, fixed, seed, dropout, 
     for name in ("train", "dev"):
         x[name] = read_inputs(store, rows[parts[name]], prep, fixed)
         z[name] = (targets[parts[name]] - scaler.mean) / scaler.std
-    path = fit_linear_path(x["train"], z["train"], x["dev"], z["dev"], seed=seed)
+    path = fit_linear_path(x["train"], z["train"], x["dev"], z["dev"], seed=seed, use=use)
     log.info("linear_skip: ridge penalty %g; cross-fitted training residual scatter %s "
              "(standardised), in-sample %s", path.alpha,
              np.round((z["train"] - path.offsets - (x["train"] @ path.coef.T + path.intercept)
