@@ -49,8 +49,9 @@ class APOGEENet(nn.Module):
     ``npix``: pixels per spectrum (8575 for apStar; the flattened size is
     64·⌊npix/64⌋, i.e. 64·133 for apStar); ``batchnorm``: an OPTION outside the paper,
     batch normalisation (Ioffe & Szegedy 2015) after each convolution, before its ReLU;
-    ``linear_skip``: an OPTION outside the paper, a linear map from the (standardised) input
-    pixels straight to the outputs, added to the network's head (zero at the start), so that
+    ``linear_skip``: an OPTION outside the paper, a fixed linear map from the (standardised)
+    input pixels straight to the outputs, added to the network's head (zero until
+    :meth:`set_linear`; ``train_apogee_net`` sets a ridge fit, :mod:`.linear_path`), so that
     the convolutional part learns the residual of a linear model of the pixels (a ridge
     regression beats the plain network in log g and [Fe/H] on 2,000 emulated spectra,
     benchmarks/README.md, issue 14).
