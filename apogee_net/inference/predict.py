@@ -259,29 +259,29 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
         return [k for k in range(len(chunks)) if not names[k].exists()]
 
     offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
-    with Shards() as shards:  # under torchrun: this rank's share of the parts
-        todo = shards.from_main(open_parts)
-        mine = shards.mine(todo)
-        bar = tqdm(total=len(mine), desc="predict" if shards.world == 1 else
-                   f"predict rank {shards.rank}", unit="chunk", disable=not progress)
-        with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
-            pending = reader.submit(read_fn, chunks[mine[0]]) if mine else None
-            for i, k in enumerate(mine):
-                data = pending.result()
-                if i + 1 < len(mine):
-                    pending = reader.submit(read_fn, chunks[mine[i + 1]])
-                table = predict_fn(data, int(offsets[k]))
-                with atomic_write(names[k]) as tmp:
-                    with quiet_units():
-                        table.write(tmp, format="fits", overwrite=True)
-                bar.update()
-                shards.part_done()
-        bar.close()
-        shards.wait()  # every rank's parts are written
-        if shards.is_main:
-            join_parts(names, out, meta)
-            shutil.rmtree(parts)
-        shards.wait()  # the catalogue is there for every rank
+    shards = Shards()  # under torchrun: this rank's share of the parts
+    todo = shards.from_main(open_parts)
+    mine = shards.mine(todo)
+    bar = tqdm(total=len(mine), desc="predict" if shards.world == 1 else
+               f"predict rank {shards.rank}", unit="chunk", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
+        pending = reader.submit(read_fn, chunks[mine[0]]) if mine else None
+        for i, k in enumerate(mine):
+            data = pending.result()
+            if i + 1 < len(mine):
+                pending = reader.submit(read_fn, chunks[mine[i + 1]])
+            table = predict_fn(data, int(offsets[k]))
+            with atomic_write(names[k]) as tmp:
+                with quiet_units():
+                    table.write(tmp, format="fits", overwrite=True)
+            bar.update()
+            shards.part_done()
+    bar.close()
+    shards.wait()  # every rank's parts are written
+    if shards.is_main:
+        join_parts(names, out, meta)
+        shutil.rmtree(parts)
+    shards.wait()  # the catalogue is there for every rank
     return out
 
 

@@ -165,11 +165,11 @@ def ingest_files(new_writer, out, files: list[str], fn, report: dict, *, workers
     """
     out = Path(out)
     block = max(64, 32 * max(workers, 1))
-    with Shards() as shards:
-        if shards.world > 1:
-            return _sharded_ingest(shards, new_writer, out, files, fn, report,
-                                   workers=workers, batch_size=batch_size, desc=desc,
-                                   restart=restart, overwrite=overwrite, on_open=on_open)
+    shards = Shards()
+    if shards.world > 1:
+        return _sharded_ingest(shards, new_writer, out, files, fn, report,
+                               workers=workers, batch_size=batch_size, desc=desc,
+                               restart=restart, overwrite=overwrite, on_open=on_open)
     writer = new_writer(out, restart=restart, overwrite=overwrite)
     try:
         if on_open is not None:

@@ -85,7 +85,8 @@ def world_size() -> int:
 
 class Shards:
     """This process's place in a sharded job: ``rank`` of ``world`` (module docstring).
-    Use as a context manager (the process group it joined is left on exit)."""
+    The process group it joins stays joined until the process exits (gloo cannot join a
+    second group on ``torchrun``'s store in one process)."""
 
     def __init__(self) -> None:
         self.rank, self.world, self.group = 0, 1, None
@@ -146,13 +147,3 @@ class Shards:
             if rank == self.rank and self._done >= after:
                 log.error("YSO_FAULT_EXIT_AFTER_PARTS=%s: rank %d exits now", hook, self.rank)
                 os._exit(FAULT_EXIT_STATUS)
-
-    def close(self) -> None:
-        """Nothing to release: the process group stays joined until the process exits
-        (gloo cannot join a second group on ``torchrun``'s store in one process)."""
-
-    def __enter__(self) -> Shards:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
