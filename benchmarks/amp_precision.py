@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
             sync(dev)
             t0 = time.perf_counter()
             with autocast(dev, amp):
-                runs[amp] = catalog_rows(lm, chunk, args.realizations, 0, 0, args.batch_size)
+                runs[amp] = catalog_rows(lm, chunk, args.realizations, 0, args.batch_size)
             sync(dev)
             secs[amp] = time.perf_counter() - t0
         except RuntimeError as exc:  # a precision this device does not support

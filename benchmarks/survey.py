@@ -166,7 +166,7 @@ def worker(cfg: dict) -> dict:
         totals["read"] = totals.get("read", 0.0) + time.perf_counter() - t0
         return data
 
-    def predict_fn(data, offset):
+    def predict_fn(data, _offset):
         if cfg["max_seconds"] and time.perf_counter() - t_start > cfg["max_seconds"]:
             raise Stop
         with clock(totals, "preprocess", dev):  # on the side: one unperturbed copy
@@ -176,7 +176,7 @@ def worker(cfg: dict) -> dict:
             lm.preprocess.inputs(torch.from_numpy(f).to(dev), torch.from_numpy(e).to(dev))
         with clock(totals, "rows", dev):
             with autocast(dev, cfg["amp"]):
-                table = P.catalog_rows(lm, data, R, seed, offset, cfg["batch_size"])
+                table = P.catalog_rows(lm, data, R, seed, cfg["batch_size"])
         counts["spectra"] += len(data)
         counts["parts"] += 1
         return table

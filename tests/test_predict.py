@@ -404,3 +404,19 @@ def test_amp_bf16_close_to_float32_and_recorded(model_path, apstar_dir, tmp_path
         predict_catalog(model_path, files, tmp_path / "x.fits", amp="fp8", **kw)
     with autocast("cpu", "bf16"):
         assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.bfloat16
+
+
+def test_same_spectrum_same_draws_wherever_it_appears(model_path, tmp_path):
+    """The noise draws are seeded by the spectrum's content: the real single-visit file's
+    combined row and its visit row (the same spectrum) get equal labels AND σ with 8
+    realizations, and a file gives the same numbers alone or after another file."""
+    multi = shared_file("apogee", "apStar-dr17-2M17335483-2753043.fits")
+    single = shared_file("apogee", "apStar-dr17-2M19485057+5005279.fits")
+    kw = {"realizations": 8, "device": "cpu", "progress": False, "seed": 5}
+    both = _read(predict_catalog(model_path, [multi, single], tmp_path / "b.fits",
+                                 visits=True, **kw))
+    alone = _read(predict_catalog(model_path, [single], tmp_path / "a.fits", **kw))
+    for col in ("teff", "logg", "fe_h", "teff_err", "logg_err", "fe_h_err"):
+        assert both[col][5] == pytest.approx(both[col][4], rel=1e-6)  # visit 1 = combined row
+        assert alone[col][0] == pytest.approx(both[col][4], rel=1e-6)
+    assert both["teff_err"][4] > 0

@@ -40,6 +40,7 @@ from apogee_net.inference.uncertainty import (
     check_realizations,
     default_chunk_rows,
     perturbed_predict,
+    spectrum_keys,
 )
 from apogee_net.network import ood
 from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
@@ -217,12 +218,12 @@ def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
                    manifest: dict, progress: bool = True, restart: bool = False) -> Path:
     """Model-agnostic streaming: for each chunk *k* (in order), ``predict_fn(read_fn(chunk),
     offset)`` returns its catalogue rows (``offset``: index of the chunk's first spectrum in
-    the whole run, for per-star seeds); rows go to ``OUT.parts/part-k.fits``, finished parts
-    are skipped on a rerun with the same ``manifest`` (JSON-able: model, options) and the
-    same inputs (the content fingerprint of every store and file of ``chunks``), and the
-    parts are joined into ``out`` (written with ``meta`` by
-    :func:`yso_labels.core.tables.write_table`). A rerun with other inputs or options is
-    refused; ``restart`` discards the parts instead.
+    the whole run: seeds per chunk, as the LAMOST MC passes use); rows go to
+    ``OUT.parts/part-k.fits``, finished parts are skipped on a rerun with the same
+    ``manifest`` (JSON-able: model, options) and the same inputs (the content fingerprint
+    of every store and file of ``chunks``), and the parts are joined into ``out`` (written
+    with ``meta`` by :func:`yso_labels.core.tables.write_table`). A rerun with other inputs
+    or options is refused; ``restart`` discards the parts instead.
 
     Under ``torchrun`` each process writes its share of the parts and rank 0 joins them
     (:class:`yso_labels.core.shards.Shards`): the catalogue is the one-process catalogue,
@@ -328,11 +329,12 @@ def _chunk_len(chunk) -> int:
 
 # --------------------------------------------------------------------------- APOGEE Net
 def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: int,
-                 offset: int = 0, batch_size: int | None = None) -> Table:
+                 batch_size: int | None = None) -> Table:
     """Catalogue rows for the spectra ``data``: mean and σ over ``realizations`` perturbed
-    copies (§3.5), ``ood_score`` (:mod:`apogee_net.network.ood`; NaN for a model without
-    OOD statistics), flags (:data:`FLAGS`). Pixels outside the training coverage are
-    treated as having no data."""
+    copies (§3.5; each spectrum's draws seeded by ``seed`` and its content,
+    :func:`apogee_net.inference.uncertainty.spectrum_keys`), ``ood_score``
+    (:mod:`apogee_net.network.ood`; NaN for a model without OOD statistics), flags
+    (:data:`FLAGS`). Pixels outside the training coverage are treated as having no data."""
     flux, error = data.flux, data.error
     if lm.preprocess.flux_scaler is not None:
         flux, error = ood.restrict_to_coverage(flux, error,
@@ -357,7 +359,8 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
         else:
             mean[idx], std[idx] = perturbed_labels(
                 lm, flux[idx], error[idx], None if phot is None else phot[idx],
-                n_realizations=realizations, seed=seed, keys=offset + idx,
+                n_realizations=realizations, seed=seed,
+                keys=spectrum_keys(flux[idx], error[idx]),
                 chunk_rows=batch_size)
     snr = np.asarray(data.snr, float)
     flags = quality_flags(snr, nvalid, usable, mean, lm.label_range, lm.npix,
@@ -498,9 +501,9 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
                       RANGETOL=range_header(lm), **sigma_header(lm))
 
-    def predict_fn(data, offset):
+    def predict_fn(data, _offset):  # the draws are seeded by content, not position
         with autocast(dev, o.amp):
-            table = catalog_rows(lm, data, o.realizations, o.seed, offset, batch_size)
+            table = catalog_rows(lm, data, o.realizations, o.seed, batch_size)
         if o.visits:  # the same columns in every part (stores hold combined spectra)
             if "visit" not in table.colnames:
                 table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan

@@ -15,11 +15,13 @@ efficiency. :func:`forward_realizations` is the generic part (the LAMOST MC-drop
 prediction, :func:`apogee_net.lamost.mc.mc_passes`, reuses it with a ``make_inputs`` that only
 repeats the spectra).
 Noise for star *i* comes from its own generator seeded by ``(seed, key_i)``, so a star's
-numbers do not depend on how the stars were chunked (resumable prediction stays exact).
+numbers do not depend on how the stars were chunked (resumable prediction stays exact);
+``apogee-net predict`` takes the key from the spectrum's content (:func:`spectrum_keys`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -66,6 +68,18 @@ def perturbation_sigma(error: torch.Tensor, valid: torch.Tensor,
     count = valid.sum(dim=1, keepdim=True).clamp(min=1)
     limit = cap * err.sum(dim=1, keepdim=True) / count
     return torch.minimum(err, limit)
+
+
+def spectrum_keys(flux, error) -> np.ndarray:
+    """Seed keys ``(n,)`` from the content of each spectrum (BLAKE2b of its float32 flux and
+    error), so the same spectrum gets the same noise draws wherever it appears: its row in
+    the input, the chunking, the number of processes, or a single-visit apStar file's
+    combined row and its visit row (which are the same spectrum)."""
+    flux = np.ascontiguousarray(np.asarray(flux, dtype=np.float32))
+    error = np.ascontiguousarray(np.asarray(error, dtype=np.float32))
+    return np.array([int.from_bytes(hashlib.blake2b(f.tobytes() + e.tobytes(), digest_size=6)
+                                    .digest(), "little") for f, e in zip(flux, error, strict=True)],
+                    dtype=np.int64)
 
 
 def star_seed(seed: int, key: int) -> int:
