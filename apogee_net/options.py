@@ -145,6 +145,11 @@ class ApogeeTrainOptions(TrainOptions):
     pixmask_bits: Any = option(None, "apStar PIXMASK bits treated as no data, e.g. '0,1,12' "
                                "or 'default' or 'none' (default: those the store was "
                                "ingested with)", metavar="BITS")
+    fit_check: bool = option(True, "do not fit the thresholds of the independent-fit "
+                             "consistency check (FIT_DISAGREE) on dev at the end of training")
+    emulator: str | None = option(None, "The Payne emulator NN_unnormalized_spectra.npz for "
+                                  "the fit check's thresholds (default: $YSO_PAYNE_DIR or the "
+                                  "download cache; none found: the model gets no fit check)")
     label_columns: tuple[str, ...] | None = None
 
     def __post_init__(self):
@@ -176,6 +181,11 @@ class PredictOptions:
                                "model's)", metavar="BITS")
     amp: str = option("none", AMP_HELP, choices=AMP_CHOICES)
     compile: bool = option(False, COMPILE_HELP)
+    fit_check: bool = option(True, "no independent-fit consistency check (columns fit_teff, "
+                             "fit_logg, fit_fe_h NaN, no FIT_DISAGREE)")
+    emulator: str | None = option(None, "The Payne emulator NN_unnormalized_spectra.npz for "
+                                  "the fit check (default: the model's, $YSO_PAYNE_DIR or the "
+                                  "download cache; none found: no check)")
     progress: bool = True
 
 

@@ -45,6 +45,14 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
      "out-of-distribution score (apogee_net.network.ood: penultimate-layer Mahalanobis "
      "distance, extreme standardised pixels, missing pixels), scaled so that 1 % of the dev "
      "spectra score above 1; above 1 sets OOD; NaN when the model has no OOD statistics"),
+    ("fit_teff", u.K, "apogee",
+     "Teff of an independent fit of The Payne emulator (Ting et al. 2019) x a quadratic "
+     "per chip to the spectrum, started at the network's labels (apogee_net.network."
+     "fitcheck); NaN when the check did not run (header FITCHECK) or the network's labels "
+     "lie outside the emulator's range"),
+    ("fit_logg", DEX, "apogee", "log g of the same fit (see fit_teff)"),
+    ("fit_fe_h", DEX, "apogee", "[Fe/H] of the same fit (see fit_teff); |label - fit| above "
+     "the model's dev threshold sets FIT_DISAGREE"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
     ("sigma_group", None, "apogee",
      "group whose sigma calibration factor was applied (yso, mstar, payne), assigned from "

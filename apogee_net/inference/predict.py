@@ -11,9 +11,10 @@ concatenated into ``OUT`` at the end (atomic rename), then removed.
 shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net call behind
 ``apogee-net predict``.
 
-Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, flags,
-sigma_group`` with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex),
-the out-of-distribution score of :mod:`apogee_net.network.ood`, the flag bits of
+Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, fit_teff,
+fit_logg, fit_fe_h, flags, sigma_group`` with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex),
+the out-of-distribution score of :mod:`apogee_net.network.ood`, the labels of the
+independent Payne fit of :mod:`apogee_net.network.fitcheck` (K, dex, dex), the flag bits of
 :data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``dwarf``/``giant``,
 from the predicted labels, :func:`apogee_net.evaluation.groupcal.assign_group`).
 """
@@ -42,7 +43,7 @@ from apogee_net.inference.uncertainty import (
     perturbed_predict,
     spectrum_keys,
 )
-from apogee_net.network import ood
+from apogee_net.network import fitcheck, ood
 from apogee_net.network.model import APOGEENet, Preprocess, check_label_names
 from apogee_net.network.published import preprocess_from_meta
 from apogee_net.options import PredictOptions
@@ -73,6 +74,10 @@ FLAGS = {
                       "published replacement value (Sprague et al. 2022)"),
     # 128 is the LAMOST catalogue's SNR_BELOW_10 (apogee_net.lamost.predict.FLAGS)
     "UNPHYSICAL": (256, "a label outside the physically possible range (PHYSICAL_RANGES)"),
+    "FIT_DISAGREE": (512, "|label - fit_label| above the model's dev threshold (header "
+                     "FITCHECK) for Teff, log g or [Fe/H]: an independent fit of The Payne "
+                     "emulator (Ting et al. 2019) x a quadratic per chip, started at the "
+                     "network's labels, disagrees (apogee_net.network.fitcheck)"),
 }
 #: Physically possible label ranges (Teff in K, log g and [Fe/H] in dex): wider than any
 #: star APOGEE or LAMOST observes (O stars reach ~50,000 K; the coolest M/L dwarfs
@@ -329,12 +334,15 @@ def _chunk_len(chunk) -> int:
 
 # --------------------------------------------------------------------------- APOGEE Net
 def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: int,
-                 batch_size: int | None = None) -> Table:
+                 batch_size: int | None = None,
+                 checker: fitcheck.FitChecker | None = None) -> Table:
     """Catalogue rows for the spectra ``data``: mean and σ over ``realizations`` perturbed
     copies (§3.5; each spectrum's draws seeded by ``seed`` and its content,
     :func:`apogee_net.inference.uncertainty.spectrum_keys`), ``ood_score``
-    (:mod:`apogee_net.network.ood`; NaN for a model without OOD statistics), flags
-    (:data:`FLAGS`). Pixels outside the training coverage are treated as having no data."""
+    (:mod:`apogee_net.network.ood`; NaN for a model without OOD statistics), the labels of
+    an independent Payne fit (``fit_teff``, ``fit_logg``, ``fit_fe_h``; with a
+    ``checker``, :mod:`apogee_net.network.fitcheck`, else NaN), flags (:data:`FLAGS`).
+    Pixels outside the training coverage are treated as having no data."""
     flux, error = data.flux, data.error
     if lm.preprocess.flux_scaler is not None:
         flux, error = ood.restrict_to_coverage(flux, error,
@@ -373,6 +381,11 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
     if "teff" in lm.label_names:
         with np.errstate(invalid="ignore"):
             flags[mean[:, lm.label_names.index("teff")] > TEFF_MAX] |= flag_value("HOT")
+    fit = np.full((n, len(fitcheck.FIT_COLUMNS)), np.nan)
+    if checker is not None and usable.any():
+        idx = np.flatnonzero(usable)
+        fit[idx], bad = checker(flux[idx], error[idx], mean[idx], lm.label_names)
+        flags[idx[bad]] |= flag_value("FIT_DISAGREE")
     from apogee_net.evaluation.groupcal import assign_group, row_scales
 
     names = lm.label_names
@@ -388,6 +401,8 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
         table[f"{name}_err"] = std[:, j]
     table["snr"] = snr
     table["ood_score"] = score
+    for j, name in enumerate(fitcheck.FIT_COLUMNS):
+        table[name] = fit[:, j]
     table["flags"] = flags
     table["sigma_group"] = group
     add_provenance_columns(table, data)
@@ -456,7 +471,11 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: the model's;
     :mod:`apogee_net.spectra.pixmask`). ``amp``: forward passes in ``none`` (float32,
     default), ``bf16`` or ``fp16`` autocast (header ``AMP``; its effect on labels and σ:
-    benchmarks/README.md); ``compile``: ``torch.compile`` the network.
+    benchmarks/README.md); ``compile``: ``torch.compile`` the network. ``fit_check`` (default True): the
+    independent-fit consistency check (:mod:`apogee_net.network.fitcheck`; columns
+    ``fit_teff``, ``fit_logg``, ``fit_fe_h``, flag FIT_DISAGREE, header ``FITCHECK``) for a
+    model with its thresholds, with The Payne's emulator ``emulator`` (default: the one
+    the model recorded, else found as by ``simulate``).
     """
     o = resolve_options(PredictOptions, options, kwargs)
     if o.hot not in HOT_POLICIES:
@@ -480,18 +499,22 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     batch_size = o.batch_size or default_chunk_rows(dev)
     chunks = plan_chunks(inputs, o.chunk_size, visits=o.visits)
     bits = model_pixmask_bits(lm, o.pixmask_bits)
+    checker, fit_text = fitcheck.resolve_checker(lm.checkpoint["meta"], o.fit_check,
+                                                 o.emulator, lm.label_names, lm.npix)
     recorded = {"realizations": o.realizations, "seed": o.seed, "batch_size": batch_size,
                 "chunk_size": o.chunk_size, "device": str(dev), "hot": o.hot,
                 "teff_max": TEFF_MAX, "visits": o.visits, "arch": o.arch,
                 "photometry": None if phot is None else (phot.path or "table"),
                 "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
-                "pixmask_bits": format_bits(bits), "amp": o.amp, "compile": o.compile}
+                "pixmask_bits": format_bits(bits), "amp": o.amp, "compile": o.compile,
+                "fit_check": o.fit_check,
+                "emulator": None if checker is None else checker.emulator.path}
     manifest = {"model_sha256": lm.sha256, "realizations": o.realizations, "seed": o.seed,
                 "amp": o.amp, "compile": o.compile,
                 "chunk_size": o.chunk_size, "device": dev.type, "hot": o.hot,
                 "visits": o.visits,
                 "photometry_sha256": None if phot is None else _sha(phot.values),
-                "pixmask_bits": list(bits)}
+                "pixmask_bits": list(bits), "fit_check": fit_text}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
@@ -499,11 +522,11 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                       METHOD=_method(lm), AMP=o.amp,
                       PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
-                      RANGETOL=range_header(lm), **sigma_header(lm))
+                      RANGETOL=range_header(lm), FITCHECK=fit_text, **sigma_header(lm))
 
     def predict_fn(data, _offset):  # the draws are seeded by content, not position
         with autocast(dev, o.amp):
-            table = catalog_rows(lm, data, o.realizations, o.seed, batch_size)
+            table = catalog_rows(lm, data, o.realizations, o.seed, batch_size, checker)
         if o.visits:  # the same columns in every part (stores hold combined spectra)
             if "visit" not in table.colnames:
                 table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from apogee_net.network import ood
+from apogee_net.network import fitcheck, ood
 from apogee_net.network.apogeenet2 import build_for_arch
 from apogee_net.network.linear_path import linear_labels
 from apogee_net.network.model import LABEL_NAMES, Preprocess, scale_flux
@@ -126,7 +126,9 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     ``"none"``. ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: those
     the store was ingested with; :mod:`apogee_net.spectra.pixmask`). Both are recorded in
     the model, with the out-of-distribution statistics fitted at the end
-    (:mod:`apogee_net.network.ood`; APOGEE Net I).
+    (:mod:`apogee_net.network.ood`; APOGEE Net I) and, with ``fit_check`` (default) and
+    The Payne's emulator (``emulator``, else found as by ``simulate``), the thresholds of
+    the independent-fit consistency check (:mod:`apogee_net.network.fitcheck`).
     ``linear_skip``: an architecture OPTION outside the paper (``apogeenet1`` only; ``True``
     or ``"all"``, or the labels given it, e.g. ``"logg,fe_h"``): a fixed
     ridge regression on the standardised pixels added to the network's output, the network
@@ -223,6 +225,9 @@ def train_apogee_net(store, labels, out, options: ApogeeTrainOptions | None = No
     if result.model_path is not None and phot is None and distributed.is_main_process():
         ood.attach_ood(result.model_path, model, prep, dataset("train", "fixed"),
                        dataset("dev", "fixed"), seed=seed)  # APOGEE Net II: no OOD score yet
+        if o.fit_check and npix == NPIX:  # FIT_DISAGREE thresholds (APOGEE Net I)
+            fitcheck.attach_fit_check(result.model_path, model, prep, dataset("dev", "fixed"),
+                                      emulator=o.emulator, seed=seed)
     if len(parts["test"]) and distributed.is_main_process():
         metrics = score(model, dataset("test"), prep, label_columns, options)
         log.info("test split: %s", metrics)

@@ -129,3 +129,22 @@ def evaluate(emulator: PayneEmulator, labels: np.ndarray) -> np.ndarray:
         out[start:start + CHUNK] = (np.einsum("nij,ij->ni", sig, emulator.w1)
                                     + emulator.b1) / emulator.norm
     return out
+
+
+def evaluate_with_jacobian(emulator: PayneEmulator,
+                           labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Emulated flux (npix,) of one star and its derivatives (npix, nlabels) with respect
+    to the labels (per K for Teff, per dex for the others), analytically: with
+    ``σ = sigmoid(h)`` (Ting et al. 2019 §2), ∂flux/∂label_k = Σ_j w1_j σ_j (1 − σ_j)
+    w0_jk / (x_max_k − x_min_k) / norm."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    s = scale_labels(emulator, labels)
+    npix, nhidden, nlabels = emulator.w0.shape
+    h = (emulator.w0.reshape(npix * nhidden, nlabels) @ s).reshape(npix, nhidden) \
+        + emulator.b0
+    sig = 0.5 * (1.0 + np.tanh(0.5 * h))
+    flux = (np.einsum("ij,ij->i", sig, emulator.w1) + emulator.b1) / emulator.norm
+    dsig = emulator.w1 * sig * (1.0 - sig)  # (npix, nhidden)
+    jac = np.einsum("ij,ijk->ik", dsig, emulator.w0) / (emulator.x_max - emulator.x_min) \
+        / emulator.norm
+    return flux, jac

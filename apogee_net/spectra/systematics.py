@@ -1,10 +1,10 @@
 """What real apStar spectra have and simulated ones lack, measured on real files.
 
 :func:`learn_systematics` reads real apStar spectra (the combined row and every visit row
-of each file) and fits each with The Payne's unnormalised emulator (Ting et al. 2019; FACTS
-§4) times a quadratic per chip (the three ASPCAP pixel ranges, blue to red), by weighted
-least squares (``scipy.optimize.least_squares``; errors with a 1 % floor, PIXMASK-flagged
-pixels left out). From the fit it keeps, per spectrum:
+of each file) and fits each with The Payne's unnormalised emulator (Ting et al. 2019, ApJ 879,
+69, §2) times a quadratic per chip (the three ASPCAP pixel ranges, blue to red), by weighted
+least squares from a grid of eight starts (:func:`apogee_net.spectra.paynefit.fit_payne`;
+errors with a 1 % floor, PIXMASK-flagged pixels left out). From the fit it keeps, per spectrum:
 
 - ``response`` (3, 3): per-chip level relative to the blue chip and the linear and quadratic
   coefficients (fractions of the level) over x ∈ [−1, 1] across the chip: the instrument
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from apogee_net.spectra.apstar import ASPCAP_RANGES, NPIX, aspcap_pixels, read_apstar
+from apogee_net.spectra.paynefit import GRID_STARTS, fit_payne
 
 log = logging.getLogger(__name__)
 
@@ -126,33 +127,6 @@ def _robust_std(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def _fit_payne(emu, flux, error, good, chip, x):
-    """Best (labels, poly coefficients (3, 3)) of flux ≈ Payne(labels) × quadratic per chip."""
-    from scipy.optimize import least_squares
-
-    from apogee_net.spectra.emulator import evaluate
-
-    def model(p):
-        poly = p[4 + 3 * chip] + p[5 + 3 * chip] * x + p[6 + 3 * chip] * x ** 2
-        return evaluate(emu, p[None, :4])[0] * poly
-
-    weight = np.where(good, 1.0 / np.sqrt(error ** 2 + (0.01 * flux) ** 2), 0.0)
-    target = np.nan_to_num(flux)
-    lo = np.r_[emu.x_min, [-np.inf] * 9]
-    hi = np.r_[emu.x_max, [np.inf] * 9]
-    best = None
-    for teff in (3800.0, 4600.0, 5600.0, 6500.0):
-        for logg in (1.5, 4.3):
-            labels = np.clip([teff, logg, -0.2, 0.05], emu.x_min + 1e-3, emu.x_max - 1e-3)
-            level = np.median(target[good]) / np.median(evaluate(emu, labels[None])[0][good])
-            p0 = np.r_[labels, np.tile([level, 0.0, 0.0], 3)]
-            res = least_squares(lambda p: (target - model(p)) * weight, p0, bounds=(lo, hi),
-                                x_scale="jac", max_nfev=200)
-            if best is None or res.cost < best.cost:
-                best = res
-    return best.x[:4], best.x[4:].reshape(3, 3), model(best.x)
-
-
 def measure_spectrum(emu, flux, error, mask, dead) -> dict:
     """The systematics of one real spectrum (see the module docstring)."""
     pix = aspcap_pixels()
@@ -161,7 +135,8 @@ def measure_spectrum(emu, flux, error, mask, dead) -> dict:
     f, e, m = flux[pix].astype(float), error[pix].astype(float), mask[pix].astype(np.int64)
     exclude = sum(1 << b for b in FIT_EXCLUDE_BITS)
     good = ~dead[pix] & ((m & exclude) == 0)
-    labels, coeff, model = _fit_payne(emu, f, e, good, chip, x)
+    fit = fit_payne(emu, f, e, good, chip, x, starts=GRID_STARTS)
+    labels, coeff, model = fit.labels, fit.coeff, fit.model
     resid = (f - model) / model
     live = ~dead[pix]
     has = lambda bits: (m & sum(1 << b for b in bits)) != 0  # noqa: E731
