@@ -102,8 +102,8 @@ def test_out_of_range_tolerance_is_two_dev_scatters_and_unphysical_always_flagge
 @pytest.fixture(scope="module")
 def sim_model(tmp_path_factory):
     """200 simulated stars (The Payne), a model trained two epochs with the defaults of
-    ``apogee-net train`` (augmentation on, OOD statistics fitted), the held-out test
-    spectra."""
+    ``apogee-net train`` (augmentation on, OOD statistics and fit-check thresholds fitted),
+    the held-out test spectra."""
     from apogee_net.network.train import train_apogee_net
     from apogee_net.spectra.ingest import ingest_apstar
     from apogee_net.spectra.simulate import simulate_apstar
@@ -121,9 +121,9 @@ def sim_model(tmp_path_factory):
     ingest_apstar(tmp / "spectra", tmp / "s.h5", workers=0, progress=False)
     table.write(tmp / "labels.fits")
     train_apogee_net(tmp / "s.h5", tmp / "labels.fits", tmp / "run", max_epochs=2,
-                     device="cpu", progress=False)
+                     device="cpu", progress=False, emulator=emu)
     test = [tmp / "spectra" / f"apStar-sim-{i}.fits" for i in table["apogee_id"][170:]]
-    return tmp / "run" / "model.pt", test
+    return tmp / "run" / "model.pt", test, table[170:]
 
 
 def _constructed(tmp, name):
@@ -145,7 +145,7 @@ def _constructed(tmp, name):
 
 def test_real_spectra_trusted_or_flagged_and_constructed_inputs_flagged_ood(sim_model,
                                                                             tmp_path):
-    model, test = sim_model
+    model, test, truth = sim_model
     files = [shared_file("apogee", n) for n in REAL]
     made = _constructed(tmp_path, REAL[1])
     with warnings.catch_warnings():
@@ -174,5 +174,21 @@ def test_real_spectra_trusted_or_flagged_and_constructed_inputs_flagged_ood(sim_
     assert all(ood[k] for k in made), {k: ood[k] for k in made}
     is_sim = np.array([str(i).startswith("S") for i in cat["apogee_id"]])
     assert is_sim.sum() == len(test)
-    sim = flags[is_sim] & ~flag_value("LOW_SNR")
+    sim = flags[is_sim] & ~flag_value("LOW_SNR", "FIT_DISAGREE")
     assert np.mean(sim != 0) <= 0.1, flags[is_sim]
+    # the independent-fit check ran: its columns, its flag where |label - fit| > threshold
+    from apogee_net.network.fitcheck import COMPARED, FIT_COLUMNS
+
+    thr = np.asarray(ckpt["meta"]["fit_check"]["thresholds"])
+    assert cat.meta["FITCHECK"].startswith("Payne fit"), cat.meta["FITCHECK"]
+    fit = np.column_stack([cat[c] for c in FIT_COLUMNS])
+    net = np.column_stack([cat[c] for c in COMPARED])
+    assert np.isfinite(fit[is_sim]).all()  # simulated stars lie inside the emulator's range
+    # on emulator spectra the fit recovers the truth, whatever the (2-epoch) network says,
+    # so FIT_DISAGREE marks the rows the network got wrong by more than the threshold
+    sim_truth = np.column_stack([truth[c] for c in COMPARED])
+    miss = np.abs(fit[is_sim] - sim_truth)
+    assert np.all(miss < [60.0, 0.1, 0.05]), miss.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        ref = (np.abs(net - fit) > thr).any(axis=1)
+    np.testing.assert_array_equal((flags & flag_value("FIT_DISAGREE")) != 0, ref)

@@ -23,7 +23,8 @@ from yso_labels.core.tables import read_meta
 
 torch.set_num_threads(1)
 COLUMNS = ["apogee_id", "ra", "dec", "logg", "teff", "fe_h", "logg_err", "teff_err",
-           "fe_h_err", "snr", "ood_score", "flags", "sigma_group", "telescope", "file"]
+           "fe_h_err", "snr", "ood_score", "fit_teff", "fit_logg", "fit_fe_h", "flags",
+           "sigma_group", "telescope", "file"]
 LABELS = np.array([[4700.0, 2.5, -0.2, 0.0], [5600.0, 4.3, 0.1, 0.0], [4000.0, 1.5, -0.6, 0.2],
                    [6200.0, 4.1, -0.3, 0.0], [3900.0, 4.6, 0.0, 0.0]])
 

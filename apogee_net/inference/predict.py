@@ -12,7 +12,8 @@ shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net c
 ``apogee-net predict``.
 
 Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, fit_teff,
-fit_logg, fit_fe_h, flags, sigma_group`` with labels in the checkpoint's order (log g in dex, Teff in K, [Fe/H] in dex),
+fit_logg, fit_fe_h, flags, sigma_group`` with labels in the checkpoint's order (log g in
+dex, Teff in K, [Fe/H] in dex),
 the out-of-distribution score of :mod:`apogee_net.network.ood`, the labels of the
 independent Payne fit of :mod:`apogee_net.network.fitcheck` (K, dex, dex), the flag bits of
 :data:`FLAGS`, and the group whose σ factor was applied (``yso``/``mstar``/``dwarf``/``giant``,
@@ -471,11 +472,12 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     ``pixmask_bits``: apStar PIXMASK bits treated as no data (default: the model's;
     :mod:`apogee_net.spectra.pixmask`). ``amp``: forward passes in ``none`` (float32,
     default), ``bf16`` or ``fp16`` autocast (header ``AMP``; its effect on labels and σ:
-    benchmarks/README.md); ``compile``: ``torch.compile`` the network. ``fit_check`` (default True): the
-    independent-fit consistency check (:mod:`apogee_net.network.fitcheck`; columns
-    ``fit_teff``, ``fit_logg``, ``fit_fe_h``, flag FIT_DISAGREE, header ``FITCHECK``) for a
-    model with its thresholds, with The Payne's emulator ``emulator`` (default: the one
-    the model recorded, else found as by ``simulate``).
+    benchmarks/README.md); ``compile``: ``torch.compile`` the network. ``fit_check``
+    (default True): the independent-fit consistency check
+    (:mod:`apogee_net.network.fitcheck`; columns ``fit_teff``, ``fit_logg``, ``fit_fe_h``,
+    flag FIT_DISAGREE, header ``FITCHECK``) for a model with its thresholds, with The
+    Payne's emulator ``emulator`` (default: the one the model recorded, else found as by
+    ``simulate``).
     """
     o = resolve_options(PredictOptions, options, kwargs)
     if o.hot not in HOT_POLICIES:

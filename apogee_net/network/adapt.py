@@ -250,6 +250,9 @@ def adapt(run, out, options: AdaptOptions | None = None, **kwargs) -> Table:
     if (out / BEST_NAME).exists() and meta.get("ood"):  # new weights: refit the OOD score
         _refit_ood(out / BEST_NAME, model, best_state, prep, meta, dataset,
                    np.flatnonzero(split == "train"), full_dev, o.seed)
+    if (out / BEST_NAME).exists() and meta.get("fit_check"):  # and the fit-check thresholds
+        _refit_fit_check(out / BEST_NAME, model, best_state, prep, meta, dataset, full_dev,
+                         o.seed)
     if not (out / BEST_NAME).exists():  # no round improved: the input model stands
         log.warning("no adaptation round improved the YSO/M-dwarf dev loss; %s is a copy of "
                     "%s", out / BEST_NAME, model_path)
@@ -298,20 +301,39 @@ def format_test_report(report: list[dict], label_names) -> str:
     return "\n".join(lines)
 
 
-def _refit_ood(path, model, state, prep, meta, dataset, train_idx, dev_idx, seed) -> None:
-    """Out-of-distribution statistics of the adapted weights (:mod:`apogee_net.network.ood`),
-    on the same augmentation as the base model's training (fixed draws)."""
-    from apogee_net.network.ood import attach_ood
+def _fixed_draws(meta, dataset, seed):
+    """``idx -> dataset`` with one fixed draw per spectrum of the augmentation the base
+    model was trained with (none: the plain spectra)."""
     from apogee_net.spectra.augment import AugmentedDataset, augmenter_from_meta
 
-    model.load_state_dict(state)
     aug = augmenter_from_meta(meta)
 
     def wrap(idx):
         ds = dataset(idx)
         return ds if aug is None else AugmentedDataset(ds, aug, seed + 1, fixed=True)
 
+    return wrap
+
+
+def _refit_ood(path, model, state, prep, meta, dataset, train_idx, dev_idx, seed) -> None:
+    """Out-of-distribution statistics of the adapted weights (:mod:`apogee_net.network.ood`),
+    on the same augmentation as the base model's training (fixed draws)."""
+    from apogee_net.network.ood import attach_ood
+
+    model.load_state_dict(state)
+    wrap = _fixed_draws(meta, dataset, seed)
     attach_ood(path, model, prep, wrap(train_idx), wrap(dev_idx), seed=seed)
+
+
+def _refit_fit_check(path, model, state, prep, meta, dataset, dev_idx, seed) -> None:
+    """Fit-check thresholds of the adapted weights (:mod:`apogee_net.network.fitcheck`) on
+    the same dev spectra, with the emulator the base model's were fitted with (else found
+    as by ``simulate``; none: the adapted model has no fit check)."""
+    from apogee_net.network.fitcheck import attach_fit_check, recorded_emulator
+
+    model.load_state_dict(state)
+    attach_fit_check(path, model, prep, _fixed_draws(meta, dataset, seed)(dev_idx),
+                     recorded_emulator(meta), seed=seed)
 
 
 def _fmt(losses: dict[str, float]) -> str:

@@ -171,10 +171,7 @@ def resolve_checker(meta: dict, enabled: bool = True, emulator=None,
         return None, "did not run: the model has no fit-check statistics"
     if npix != NPIX or not set(COMPARED) <= set(label_names):
         return None, "did not run: not an apStar-grid model with teff, logg, fe_h"
-    path = emulator
-    if path is None and stats.get("emulator") and Path(stats["emulator"]).exists():
-        path = stats["emulator"]
-    path = find_emulator(path)
+    path = find_emulator(emulator if emulator is not None else recorded_emulator(meta))
     if path is None:
         return None, "did not run: no Payne emulator file (pass --emulator)"
     emu = load_emulator(path)
@@ -185,29 +182,44 @@ def resolve_checker(meta: dict, enabled: bool = True, emulator=None,
     return checker, checker.header()
 
 
+def recorded_emulator(meta: dict) -> str | None:
+    """The emulator path a model's fit-check statistics were fitted with, if it exists."""
+    path = (meta.get("fit_check") or {}).get("emulator")
+    return path if path and Path(path).exists() else None
+
+
 def attach_fit_check(path, model: nn.Module, prep: Preprocess, dev_set, emulator=None,
                      batch_size: int = 64, seed: int = 0) -> dict:
     """Fit the thresholds of ``model`` (holding the weights saved in ``path``) on
     ``dev_set`` (a seeded subset of at most :data:`MAX_FIT`; items with ``flux`` and
     ``error``) and store them in the checkpoint ``path`` (``meta["fit_check"]``, rewritten
     atomically). ``emulator``: path (default: ``$YSO_PAYNE_DIR`` or the download cache);
-    without one, or without dev spectra, nothing is stored (the check will not run)."""
+    without one, without dev spectra, or with fewer than 10 dev spectra inside the
+    emulator's range, the checkpoint holds no fit-check statistics (any it held, e.g.
+    those of the weights an adaptation started from, are removed): the check will not
+    run."""
     from torch.utils.data import DataLoader, Subset
 
     from apogee_net.spectra.emulator import find_emulator, load_emulator
     from yso_labels.core.checkpoint import read_checkpoint, save_checkpoint
     from yso_labels.core.training import collate
 
+    ckpt = read_checkpoint(path)
+
+    def nothing(reason: str) -> dict:
+        log.warning("%s: %s gets no fit-check statistics", reason, path)
+        if "fit_check" in ckpt["meta"]:
+            save_checkpoint(path, model, ckpt["arch_kwargs"],
+                            {k: v for k, v in ckpt["meta"].items() if k != "fit_check"},
+                            ckpt.get("training"))
+        return {}
+
     emu_path = find_emulator(emulator)
     if emu_path is None:
-        log.warning("no Payne emulator file: %s gets no fit-check statistics (pass "
-                    "--emulator to train)", path)
-        return {}
+        return nothing("no Payne emulator file (pass --emulator)")
     if dev_set is None or len(dev_set) == 0:
-        log.warning("no dev spectra: %s gets no fit-check statistics", path)
-        return {}
+        return nothing("no dev spectra")
     emu = load_emulator(emu_path)
-    ckpt = read_checkpoint(path)
     names = ckpt["meta"]["label_names"]
     pick = np.sort(np.random.default_rng(seed).permutation(len(dev_set))[:MAX_FIT])
     loader = DataLoader(Subset(dev_set, pick.tolist()), batch_size=batch_size,
@@ -220,7 +232,13 @@ def attach_fit_check(path, model: nn.Module, prep: Preprocess, dev_set, emulator
         labels, _ = ood.score_spectra(model, prep, None, flux, error, batch_size)
         fit = fit_from_labels(emu, flux, error, labels, names)
         diffs.append(differences(labels, names, fit))
-    stats = fit_thresholds(np.concatenate(diffs))
+    try:
+        stats = fit_thresholds(np.concatenate(diffs))
+    except ValueError as exc:
+        return nothing(str(exc))
+    if stats["n_dev"] < 100:
+        log.warning("fit check: thresholds from %d dev spectra are about the largest dev "
+                    "differences, not a 1 %% tail", stats["n_dev"])
     stats.update(emulator=str(emu_path), emulator_sha256=emulator_sha256(emu_path),
                  n_tried=int(len(pick)), max_nfev=MAX_NFEV, xtol=XTOL,
                  method="Payne emulator (Ting et al. 2019) x quadratic per chip, one start "

@@ -12,8 +12,8 @@ labels, bounded to the emulator's range, and nine unbounded continuum coefficien
 is weighted least squares (Levenberg–Marquardt, :func:`levenberg_marquardt`) with weights
 1/√(σ² + (0.01 F)²), so that the emulator's ~1 % imperfections do not dominate at high S/N,
 and the analytic Jacobian of :func:`apogee_net.spectra.emulator.evaluate_with_jacobian`
-(one emulator pass per iteration instead of 14 for finite differences). The continuum level of each start is the ratio of the medians of data and
-emulator.
+(one emulator pass per iteration instead of 14 for finite differences). The continuum
+level of each start is the ratio of the medians of data and emulator.
 
 Used by :mod:`apogee_net.spectra.systematics` (a grid of starts, to measure real spectra)
 and by :mod:`apogee_net.network.fitcheck` (one start at the network's labels: the
