@@ -57,9 +57,11 @@ FIT_COLUMNS = tuple(f"fit_{name}" for name in COMPARED)
 QUANTILE = 0.99
 #: At most this many dev spectra are fitted for the thresholds.
 MAX_FIT = 2000
-#: Model evaluations per fit (one start; converged fits take ~10) and the fit's tolerance
-#: on the parameters (relative, scipy ``xtol``).
-MAX_NFEV, XTOL = 30, 1e-6
+#: Model evaluations per fit (one start; fits from the network's labels converge in 4–7),
+#: and the convergence tolerances of :func:`apogee_net.spectra.paynefit.fit_payne`: steps
+#: below 1e-4 of the emulator's label range (0.35 K in Teff, 0.0005 dex in log g) or a χ²
+#: change below 1e-6 end the fit (far below any threshold).
+MAX_NFEV, XTOL, FTOL = 30, 1e-4, 1e-6
 #: [α/Fe] (dex) the fit starts from when the network does not predict it.
 ALPHA_START = 0.0
 
@@ -98,7 +100,7 @@ def fit_from_labels(emu: PayneEmulator, flux, error, labels, label_names) -> np.
         if good.sum() < 20:
             continue
         fit = fit_payne(emu, f, e, good, chip, x, starts=start[i], max_nfev=MAX_NFEV,
-                        xtol=XTOL)
+                        xtol=XTOL, ftol=FTOL)
         out[i] = fit.labels[:len(COMPARED)]
     return out
 
@@ -240,7 +242,7 @@ def attach_fit_check(path, model: nn.Module, prep: Preprocess, dev_set, emulator
         log.warning("fit check: thresholds from %d dev spectra are about the largest dev "
                     "differences, not a 1 %% tail", stats["n_dev"])
     stats.update(emulator=str(emu_path), emulator_sha256=emulator_sha256(emu_path),
-                 n_tried=int(len(pick)), max_nfev=MAX_NFEV, xtol=XTOL,
+                 n_tried=int(len(pick)), max_nfev=MAX_NFEV, xtol=XTOL, ftol=FTOL,
                  method="Payne emulator (Ting et al. 2019) x quadratic per chip, one start "
                  "at the network's labels; per-label |network - fit| / dev quantile, max / "
                  "dev quantile")

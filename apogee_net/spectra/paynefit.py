@@ -65,31 +65,28 @@ def fit_payne(emu, flux, error, good, chip, x, starts=GRID_STARTS, max_nfev: int
     good = np.asarray(good, bool) & np.isfinite(flux) & np.isfinite(error) & (error > 0)
     if good.sum() < 20:
         raise ValueError(f"Payne fit: {int(good.sum())} usable pixels, need at least 20")
-    chip_all = np.asarray(chip, int)
-    powers_all = np.column_stack([np.ones(len(flux)), x, np.asarray(x) ** 2])  # (npix, 3)
-    chip, powers = chip_all[good], powers_all[good]
-    weight = 1.0 / np.sqrt(error[good] ** 2 + (ERROR_FLOOR * flux[good]) ** 2)
-    target = flux[good]
-    cols = 4 + 3 * chip[:, None] + np.arange(3)[None, :]  # continuum columns of each pixel
-    rows = np.arange(len(target))[:, None]
+    # continuum design (npix, 9): pixel i's chip columns hold 1, x, x² (zeros elsewhere)
+    onehot = np.asarray(chip, int)[:, None] == np.arange(3)[None, :]
+    design = (onehot[:, :, None] * np.column_stack([np.ones(len(flux)), x,
+                                                    np.asarray(x) ** 2])[:, None, :]
+              ).reshape(len(flux), 9)
+    weight = np.zeros(len(flux))  # pixels without data weigh 0 (cheaper than indexing)
+    weight[good] = 1.0 / np.sqrt(error[good] ** 2 + (ERROR_FLOOR * flux[good]) ** 2)
+    target = np.where(good, flux, 0.0)
     span = emu.x_max - emu.x_min
-
-    def continuum(p):
-        return (p[4:].reshape(3, 3)[chip] * powers).sum(1)
 
     def residual_jacobian(p):
         e, de = evaluate_with_jacobian(emu, p[:4])
-        e, de = e[good], de[good]
-        c = continuum(p)
-        jac = np.zeros((len(target), 13))
+        c = design @ p[4:]
+        jac = np.empty((len(flux), 13))
         jac[:, :4] = -(weight * c)[:, None] * de
-        jac[rows, cols] = -(weight * e)[:, None] * powers
+        jac[:, 4:] = -(weight * e)[:, None] * design
         return (target - e * c) * weight, jac
 
     best, nfev = None, 0
     for start in np.atleast_2d(np.asarray(starts, float)):
         labels = np.clip(start, emu.x_min + 1e-3, emu.x_max - 1e-3)
-        level = np.median(target) / np.median(evaluate(emu, labels[None])[0][good])
+        level = np.median(flux[good]) / np.median(evaluate(emu, labels[None])[0][good])
         p0 = np.r_[labels, np.tile([level, 0.0, 0.0], 3)]
         scale = np.r_[span, np.full(9, abs(level) or 1.0)]
         p, cost, n = levenberg_marquardt(residual_jacobian, p0, emu.x_min, emu.x_max, scale,
@@ -98,8 +95,7 @@ def fit_payne(emu, flux, error, good, chip, x, starts=GRID_STARTS, max_nfev: int
         if best is None or cost < best[1]:
             best = (p, cost)
     p = best[0]
-    model = evaluate(emu, p[None, :4])[0] \
-        * (p[4:].reshape(3, 3)[chip_all] * powers_all).sum(1)  # every pixel
+    model = evaluate(emu, p[None, :4])[0] * (design @ p[4:])  # every pixel
     return PayneFit(p[:4].copy(), p[4:].reshape(3, 3).copy(), model, float(best[1]), nfev)
 
 
