@@ -148,3 +148,26 @@ def test_real_dr17_dwarf_is_flagged(emu):
     assert bad[0] and abs(net[0, 0] - fit[0, 1]) > 0.4
     agree = np.array([[fit[0, 1], fit[0, 0], fit[0, 2]]])
     assert not checker(flux[None], error[None], agree, NAMES)[1][0]
+
+
+def test_refit_without_emulator_removes_stale_thresholds(tiny_run, tmp_path, monkeypatch):
+    """New weights (adaptation) whose thresholds cannot be refitted (no emulator found)
+    lose the old ones: thresholds of other weights never stay in a model."""
+    import shutil
+
+    import apogee_net.spectra.emulator as emulator_mod
+    from apogee_net.network.fitcheck import attach_fit_check
+    from yso_labels.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    run_dir, _ = tiny_run
+    path = tmp_path / "model.pt"
+    shutil.copyfile(run_dir / "run" / "model.pt", path)
+    model, ckpt = load_checkpoint(path)
+    save_checkpoint(path, model, ckpt["arch_kwargs"],
+                    {**ckpt["meta"], "fit_check": {"thresholds": [1.0, 1.0, 1.0]}},
+                    ckpt.get("training"))
+    monkeypatch.setattr(emulator_mod, "find_emulator", lambda path=None: None)
+    from apogee_net.network.model import Preprocess
+
+    assert attach_fit_check(path, model, Preprocess.from_meta(ckpt["meta"]), [1]) == {}
+    assert "fit_check" not in read_checkpoint(path)["meta"]
