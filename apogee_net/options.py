@@ -181,6 +181,10 @@ class PredictOptions:
                                "model's)", metavar="BITS")
     amp: str = option("none", AMP_HELP, choices=AMP_CHOICES)
     compile: bool = option(False, COMPILE_HELP)
+    groups: Any = option(None, "table with apogee_id and source (e.g. the label table of "
+                         "yso-labels merge): its stars get their known group's sigma factor "
+                         "(sigma_group known:<group>), the others their predicted group's",
+                         metavar="TABLE")
     fit_check: bool = option(True, "no independent-fit consistency check (columns fit_teff, "
                              "fit_logg, fit_fe_h NaN, no FIT_DISAGREE)")
     emulator: str | None = option(None, "The Payne emulator NN_unnormalized_spectra.npz for "

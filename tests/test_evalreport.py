@@ -122,6 +122,10 @@ def test_per_group_factors_and_test_coverage(tiny_run, cal_labels, tmp_path, met
             assert r["n"] == s.sum() and r["cov1_before"] == pytest.approx(
                 np.mean(np.abs(z[n][s]) <= 1))
             assert r["cov1_after"] == pytest.approx(np.mean(np.abs(z[n][s] / k_star[s]) <= 1))
+            # the band is judged on the known-group factors for a label-table group
+            assert r["cov1_checked"] == r["cov1_source"]
+        assert rows[("test", "source", "Full", n)]["cov1_checked"] == rows[
+            ("test", "source", "Full", n)]["cov1_after"]
         for g in set(assigned[test]):
             s = test & (assigned == g)
             assert rows[("test", "predicted", g, n)]["cov1_after"] == pytest.approx(

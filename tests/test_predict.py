@@ -421,3 +421,32 @@ def test_same_spectrum_same_draws_wherever_it_appears(model_path, tmp_path):
         assert both[col][5] == pytest.approx(both[col][4], rel=1e-6)  # visit 1 = combined row
         assert alone[col][0] == pytest.approx(both[col][4], rel=1e-6)
     assert both["teff_err"][4] > 0
+
+
+def test_known_groups_get_their_own_sigma_factor(model_path, apstar_dir, tmp_path):
+    """predict --groups: a star listed with a group the model has known-group factors for is
+    scaled by that factor (sigma_group known:<group>, header SIGKNOWN); the others keep the
+    factor of their predicted group, and so does a star listed with a group without factors."""
+    from apogee_net.evaluation.groupcal import assign_group
+    from apogee_net.evaluation.report import store_sigma_scale
+
+    model = tmp_path / "calibrated.pt"
+    model.write_bytes(model_path.read_bytes())
+    rule = {g: {"logg": 2.0, "teff": 3.0, "fe_h": 4.0} for g in ("all", "yso", "mstar",
+                                                                   "dwarf", "giant")}
+    store_sigma_scale(model, {"grouping": "predicted", "split": "cal", "rule": "test",
+                              "groups": rule, "source_groups": {
+                                  "yso": {"logg": 5.0, "teff": 7.0, "fe_h": 11.0}}})
+    ids = [f"2M0000000{i}+0000000" for i in range(len(LABELS))]
+    groups = tmp_path / "groups.csv"
+    Table({"apogee_id": ids[:2], "source": ["yso", "other"]}).write(groups)
+    kw = {"realizations": 4, "device": "cpu", "progress": False}
+    plain = _read(predict_catalog(model_path, [apstar_dir], tmp_path / "p.fits", **kw))
+    cat = _read(predict_catalog(model, [apstar_dir], tmp_path / "k.fits", groups=groups, **kw))
+    assert list(cat["apogee_id"]) == ids
+    rule_group = assign_group(plain["teff"], plain["logg"])
+    assert list(cat["sigma_group"]) == ["known:yso", *rule_group[1:]]
+    for name, k_rule, k_yso in (("logg", 2.0, 5.0), ("teff", 3.0, 7.0), ("fe_h", 4.0, 11.0)):
+        ratio = np.asarray(cat[f"{name}_err"]) / np.asarray(plain[f"{name}_err"])
+        np.testing.assert_allclose(ratio, [k_yso] + [k_rule] * (len(ids) - 1), rtol=1e-6)
+    assert cat.meta["SIGKNOWN"].startswith("known:yso:5,7,11")

@@ -19,7 +19,11 @@ calibrated and scaled with the stars it was predicted among). The rule (Olney et
 - ``giant``: log g < 3.5 dex; stars without finite Teff/log g get the pooled factor ``all``.
 
 Factors fitted per *known* label-table ``source`` (``payne``, ``mstar``, ``yso``) are
-reported beside (``source_groups``): they apply only where a star's group is known.
+stored beside (``source_groups``): they apply where a star's group is known, e.g. the
+stars of a label table (``apogee-net predict --groups labels.fits``; ``sigma_group``
+``known:yso``), and ``evaluate`` judges the ``source`` groups with them. A true YSO that
+the network places among the dwarfs is scaled with the dwarfs' factor when its group is
+unknown: no factor chosen from the predicted labels can tell it from them.
 
 **Which stars.** Only stars that no model selection saw: the calibration split ``cal``
 (carved from dev by :func:`yso_labels.merge.assign_split`), or, with ``method="crossfit"``
@@ -78,6 +82,39 @@ def assign_group(teff, logg) -> np.ndarray:
     group[in_polygon(teff, logg)] = "yso"
     group[~(np.isfinite(teff) & np.isfinite(logg))] = POOLED
     return group
+
+
+#: ``sigma_group`` of a star scaled with its known group's factor: this prefix + the group.
+KNOWN_PREFIX = "known:"
+
+
+def read_known_groups(path) -> dict[str, str]:
+    """``{apogee_id: source}`` from a table with columns ``apogee_id`` and ``source`` (the
+    label table of ``yso-labels merge``)."""
+    from yso_labels.core.tables import read_table
+
+    table = read_table(path, required=["apogee_id", "source"], what="known-group table")
+    return {str(i).strip(): str(g).strip() for i, g in zip(table["apogee_id"],
+                                                            table["source"], strict=True)}
+
+
+def catalogue_scales(record, label_names, assigned, known=None) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """σ factors ``(n, k)`` and the ``sigma_group`` ``(n,)`` a catalogue writes: the factor
+    of the star's rule group ``assigned``, or, where ``known`` (n,) names a group that the
+    record has ``source_groups`` factors for, that known group's factor (``known:<group>``).
+    """
+    assigned = np.asarray(assigned).astype(str)
+    factors = row_scales(record, label_names, assigned)
+    names = assigned.astype(object)
+    fitted = set((record or {}).get("source_groups", {}))
+    if known is not None and fitted:
+        known = np.asarray(known).astype(str)
+        use = np.isin(known, sorted(fitted))
+        if use.any():
+            factors[use] = row_scales(record, label_names, known[use], key="source_groups")
+            names[use] = [KNOWN_PREFIX + g for g in known[use]]
+    return factors, names.astype(str)
 
 
 def _zscores(pred, label, sigma) -> np.ndarray:
@@ -236,7 +273,9 @@ def coverage_rows(pred, label, sigma, source, assigned, k_rule, k_source, label_
                   split: str) -> list[dict]:
     """1σ/2σ coverage on the rows given, per group and label: ``cov1_before`` (σ as
     predicted), ``cov1_after`` (× the factor of the star's rule group: what ``apogee-net
-    predict`` writes), ``cov1_source`` (× its known group's factor). Rows for the rule groups
+    predict`` writes), ``cov1_source`` (× its known group's factor), ``cov1_checked`` (the
+    one the band is checked on: ``cov1_source`` for a label-table group, whose stars a
+    catalogue scales by their known group with ``predict --groups``, else ``cov1_after``). Rows for the rule groups
     (``kind = "predicted"``) and the label-table groups (``kind = "source"``, plus ``Full``);
     ``label = "all"`` pools the labels; ``sd`` is the binomial standard error of a 68.27 %
     coverage on n stars, sqrt(p(1 − p)/n)."""
@@ -256,6 +295,9 @@ def coverage_rows(pred, label, sigma, source, assigned, k_rule, k_source, label_
             rows.append({"split": split, "kind": kind, "group": g, "label": name, "n": n,
                          "cov1_before": c1, "cov1_after": a1, "cov2_after": a2,
                          "cov1_source": t1,
+                         # what a catalogue gives this group: known-group factors for the
+                         # label-table groups (predict --groups), rule factors otherwise
+                         "cov1_checked": t1 if kind == "source" and g != "Full" else a1,
                          "sd": float(np.sqrt(TARGET * (1 - TARGET) / n)) if n else np.nan,
                          "assigned_ok": float(np.mean(assigned[sel] == g))
                          if kind == "source" and g != "Full" and n else np.nan})

@@ -12,7 +12,9 @@ Predicts every labelled spectrum of a store with perturbation uncertainties
   fitted without it); ``dev``, with a warning, for label tables without ``cal``. Coverage of
   the 1σ and 2σ intervals on test (and on the calibration stars) per rule group and per
   label-table group (``source``), before and after scaling (``cov1_after``: the rule group's
-  factor, what the catalogue carries; ``cov1_source``: the known group's factor),
+  factor, what the catalogue carries; ``cov1_source``: the known group's factor, what it
+  carries with ``predict --groups``; ``cov1_checked``: the one the 0.63–0.73 band is
+  checked on, ``cov1_source`` for the label-table groups, ``cov1_after`` otherwise),
 - ``predictions.fits`` (one row per star: labels, predictions, σ, SNR, group, split,
   ``sigma_group`` assigned from the predictions),
 - ``pred_vs_label.png``, ``sigma_vs_snr.png``, ``kiel.png`` (Fig. 4 left and right, Fig. 3).
@@ -222,16 +224,18 @@ def format_report(summary: dict) -> str:
               f"{summary['n_calibration']} stars {rec['n']}",
               f"  groups: {rec['rule']} -- the catalogue of 'apogee-net predict' applies the "
               "factor of this group ('after'); 'known grp' applies the factor of the label "
-              "table's source group (only possible where a star's group is known)",
+              "table's source group (predict --groups, where a star's group is known); the "
+              "band is checked on 'known grp' for source groups and on 'after' for the "
+              "predicted groups and Full",
               f"{'split':5s} {'kind':9s} {'group':6s} {'label':6s} {'n':>5s} "
               f"{'cov1 before':>11s} {'cov1 after':>10s} {'known grp':>9s} {'cov2 after':>10s}"
               f" {'+-sd':>5s}  {BAND[0]:.2f}-{BAND[1]:.2f}?"]
     for r in summary["calibration"]:
         ok = ""
         if r["n"] >= 30 and r["split"] == "test":
-            ok = "yes" if BAND[0] <= r["cov1_after"] <= BAND[1] else (
-                "NO" + (" (within 2 sd)" if abs(r["cov1_after"] - TARGET) <= 2 * r["sd"]
-                        else ""))
+            c = r["cov1_checked"]
+            ok = "yes" if BAND[0] <= c <= BAND[1] else (
+                "NO" + (" (within 2 sd)" if abs(c - TARGET) <= 2 * r["sd"] else ""))
         lines.append(f"{r['split']:5s} {r['kind']:9s} {r['group']:6s} {r['label']:6s} "
                      f"{r['n']:5d} {r['cov1_before']:11.3f} {r['cov1_after']:10.3f} "
                      f"{r['cov1_source']:9.3f} {r['cov2_after']:10.3f} {r['sd']:5.3f}  {ok}")

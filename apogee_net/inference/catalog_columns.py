@@ -55,8 +55,9 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
      "the model's dev threshold sets FIT_DISAGREE"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
     ("sigma_group", None, "apogee",
-     "group whose sigma calibration factor was applied (yso, mstar, payne), assigned from "
-     "the predicted Teff and log g (header SIGGROUP gives the rule)"),
+     "group whose sigma calibration factor was applied: yso, mstar, dwarf or giant, "
+     "assigned from the predicted Teff and log g (header SIGGROUP gives the rule), or "
+     "known:<source> for a star of predict --groups (header SIGKNOWN)"),
     ("telescope", None, "apogee, lamost",
      "apo25m, apo1m, lco25m (apStar/asStar header TELESCOP, DR17 directory or file prefix; "
      "mwm files: their table) or lamost"),

@@ -202,8 +202,9 @@ def range_header(lm: LoadedModel) -> str:
         f"{n} {t:.3g}" for n, t in zip(lm.label_names, tol, strict=True))
 
 
-def sigma_header(lm: LoadedModel) -> dict[str, str]:
-    """Catalogue header cards describing the σ calibration applied."""
+def sigma_header(lm: LoadedModel, known: bool = False) -> dict[str, str]:
+    """Catalogue header cards describing the σ calibration applied (``known``: stars of a
+    known group get that group's factor)."""
     from apogee_net.evaluation.groupcal import GROUP_RULE
 
     rec = sigma_record(lm)
@@ -214,8 +215,13 @@ def sigma_header(lm: LoadedModel) -> dict[str, str]:
                 "SIGGROUP": "one factor per label for every star"}
     text = ";".join(f"{g}:" + ",".join(f"{float(k.get(n, 1.0)):.4g}" for n in lm.label_names)
                     for g, k in rec["groups"].items())
-    return {"SIGSCALE": text, "SIGSPLIT": rec.get("split", ""),
-            "SIGGROUP": f"{GROUP_RULE}; others use 'all'"}
+    cards = {"SIGSCALE": text, "SIGSPLIT": rec.get("split", ""),
+             "SIGGROUP": f"{GROUP_RULE}; others use 'all'"}
+    if known:
+        cards["SIGKNOWN"] = (";".join(f"known:{g}:" + ",".join(
+            f"{float(k.get(n, 1.0)):.4g}" for n in lm.label_names)
+            for g, k in rec.get("source_groups", {}).items()) or "none in the model")
+    return cards
 
 
 # --------------------------------------------------------------------------- streaming
@@ -336,14 +342,17 @@ def _chunk_len(chunk) -> int:
 # --------------------------------------------------------------------------- APOGEE Net
 def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: int,
                  batch_size: int | None = None,
-                 checker: fitcheck.FitChecker | None = None) -> Table:
+                 checker: fitcheck.FitChecker | None = None,
+                 known: dict[str, str] | None = None) -> Table:
     """Catalogue rows for the spectra ``data``: mean and σ over ``realizations`` perturbed
     copies (§3.5; each spectrum's draws seeded by ``seed`` and its content,
     :func:`apogee_net.inference.uncertainty.spectrum_keys`), ``ood_score``
     (:mod:`apogee_net.network.ood`; NaN for a model without OOD statistics), the labels of
     an independent Payne fit (``fit_teff``, ``fit_logg``, ``fit_fe_h``; with a
     ``checker``, :mod:`apogee_net.network.fitcheck`, else NaN), flags (:data:`FLAGS`).
-    Pixels outside the training coverage are treated as having no data."""
+    Pixels outside the training coverage are treated as having no data. σ is scaled by the
+    calibration factor of the star's group (``known``: ``{apogee_id: group}`` of stars whose
+    group is known, :func:`apogee_net.evaluation.groupcal.catalogue_scales`)."""
     flux, error = data.flux, data.error
     if lm.preprocess.flux_scaler is not None:
         flux, error = ood.restrict_to_coverage(flux, error,
@@ -387,12 +396,15 @@ def catalog_rows(lm: LoadedModel, data: SpectraChunk, realizations: int, seed: i
         idx = np.flatnonzero(usable)
         fit[idx], bad = checker(flux[idx], error[idx], mean[idx], lm.label_names)
         flags[idx[bad]] |= flag_value("FIT_DISAGREE")
-    from apogee_net.evaluation.groupcal import assign_group, row_scales
+    from apogee_net.evaluation.groupcal import assign_group, catalogue_scales
 
     names = lm.label_names
     group = assign_group(mean[:, names.index("teff")], mean[:, names.index("logg")]) \
         if {"teff", "logg"} <= set(names) else np.full(n, "all")
-    std = std * row_scales(sigma_record(lm), names, group)
+    ids = np.char.strip(np.asarray(data.spec_id, dtype=str))
+    factors, group = catalogue_scales(sigma_record(lm), names, group, None if known is None
+                                      else [known.get(i, "") for i in ids])
+    std = std * factors
     table = Table()
     table["apogee_id"] = np.asarray(data.spec_id, dtype=str)
     table["ra"], table["dec"] = np.asarray(data.ra, float), np.asarray(data.dec, float)
@@ -460,8 +472,10 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     ``hot``: stars hotter than :data:`TEFF_MAX` are flagged (``flag``, default) or left out
     of the catalogue (``drop``), the paper's convention. σ is multiplied by the checkpoint's
     calibration factor of the star's group when it has them (:mod:`apogee_net.evaluation.groupcal`:
-    the group, column ``sigma_group``, comes from the predicted Teff and log g; headers
-    ``SIGSCALE``, ``SIGSPLIT``, ``SIGGROUP``). ``visits``: one row per
+    the group, column ``sigma_group``, comes from the predicted Teff and log g, or, with
+    ``groups`` (a table with ``apogee_id`` and ``source``, e.g. the label table), is the
+    star's known group, ``known:<group>``; headers ``SIGSCALE``, ``SIGSPLIT``,
+    ``SIGGROUP``, ``SIGKNOWN``). ``visits``: one row per
     visit of each apStar file as well as the combined one (columns ``visit``: 0 combined,
     1..N; ``mjd``), as SDSS's astra runs APOGEE Net. ``arch``: the architecture
     the checkpoint must hold (``apogeenet1|apogeenet2``; None: any). ``photometry``: table
@@ -498,6 +512,9 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
     phot = PhotometryTable(o.photometry) if uses_phot and o.photometry is not None else None
     if o.photometry is not None and not uses_phot:
         log.warning("--photometry ignored: %s is an APOGEE Net I model", lm.path)
+    from apogee_net.evaluation.groupcal import read_known_groups
+
+    known = read_known_groups(o.groups) if o.groups is not None else None
     batch_size = o.batch_size or default_chunk_rows(dev)
     chunks = plan_chunks(inputs, o.chunk_size, visits=o.visits)
     bits = model_pixmask_bits(lm, o.pixmask_bits)
@@ -509,14 +526,16 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                 "photometry": None if phot is None else (phot.path or "table"),
                 "preprocess": lm.checkpoint["meta"].get("preprocess", "standard"),
                 "pixmask_bits": format_bits(bits), "amp": o.amp, "compile": o.compile,
-                "fit_check": o.fit_check,
+                "fit_check": o.fit_check, "groups": None if o.groups is None else str(o.groups),
                 "emulator": None if checker is None else checker.emulator.path}
     manifest = {"model_sha256": lm.sha256, "realizations": o.realizations, "seed": o.seed,
                 "amp": o.amp, "compile": o.compile,
                 "chunk_size": o.chunk_size, "device": dev.type, "hot": o.hot,
                 "visits": o.visits,
                 "photometry_sha256": None if phot is None else _sha(phot.values),
-                "pixmask_bits": list(bits), "fit_check": fit_text}
+                "pixmask_bits": list(bits), "fit_check": fit_text,
+                "groups_sha256": None if known is None else hashlib.sha256(
+                    json.dumps(sorted(known.items())).encode()).hexdigest()}
     flag_doc = "; ".join(f"{v[0]}={k}" for k, v in FLAGS.items())
     meta = provenance("apogee-net predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
@@ -524,11 +543,12 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                       METHOD=_method(lm), AMP=o.amp,
                       PIXMASK=format_bits(bits), OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
-                      RANGETOL=range_header(lm), FITCHECK=fit_text, **sigma_header(lm))
+                      RANGETOL=range_header(lm), FITCHECK=fit_text,
+                      **sigma_header(lm, known is not None))
 
     def predict_fn(data, _offset):  # the draws are seeded by content, not position
         with autocast(dev, o.amp):
-            table = catalog_rows(lm, data, o.realizations, o.seed, batch_size, checker)
+            table = catalog_rows(lm, data, o.realizations, o.seed, batch_size, checker, known)
         if o.visits:  # the same columns in every part (stores hold combined spectra)
             if "visit" not in table.colnames:
                 table["visit"], table["mjd"] = np.zeros(len(table), np.int16), np.nan
