@@ -271,14 +271,14 @@ def calibrate(pred, label, sigma, source, split, assigned, label_names,
 
 def coverage_rows(pred, label, sigma, source, assigned, k_rule, k_source, label_names,
                   split: str) -> list[dict]:
-    """1σ/2σ coverage on the rows given, per group and label: ``cov1_before`` (σ as
-    predicted), ``cov1_after`` (× the factor of the star's rule group: what ``apogee-net
-    predict`` writes), ``cov1_source`` (× its known group's factor), ``cov1_checked`` (the
-    one the band is checked on: ``cov1_source`` for a label-table group, whose stars a
-    catalogue scales by their known group with ``predict --groups``, else ``cov1_after``). Rows for the rule groups
-    (``kind = "predicted"``) and the label-table groups (``kind = "source"``, plus ``Full``);
-    ``label = "all"`` pools the labels; ``sd`` is the binomial standard error of a 68.27 %
-    coverage on n stars, sqrt(p(1 − p)/n)."""
+    """1σ/2σ coverage on the rows given, per group and label: ``cov1_before`` (σ as predicted),
+    ``cov1_after`` (× the factor of the star's rule group: what ``apogee-net predict`` writes),
+    ``cov1_source`` (× its known group's factor), ``cov1_checked`` (the one the band is checked
+    on: ``cov1_source`` for a label-table group, whose stars a catalogue scales by their known
+    group with ``predict --groups``, else ``cov1_after``). Rows for the rule groups (``kind =
+    "predicted"``) and the label-table groups (``kind = "source"``, plus ``Full``); ``label =
+    "all"`` pools the labels; ``sd`` is the binomial standard error of a 68.27 % coverage on n
+    stars, sqrt(p(1 − p)/n)."""
     z = _zscores(pred, label, sigma)
     z_rule, z_src = z / k_rule, z / k_source
     source, assigned = np.asarray(source).astype(str), np.asarray(assigned).astype(str)
