@@ -51,7 +51,7 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
      "fitcheck); NaN when the check did not run (header FITCHECK) or the network's labels "
      "lie outside the emulator's range"),
     ("fit_logg", DEX, "apogee", "log g of the same fit (see fit_teff)"),
-    ("fit_fe_h", DEX, "apogee", "[Fe/H] of the same fit (see fit_teff); |label - fit| above "
+    ("fit_fe_h", DEX, "apogee", "[Fe/H] of the same fit (see fit_teff); abs(label - fit) above "
      "the model's dev threshold sets FIT_DISAGREE"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
     ("sigma_group", None, "apogee",

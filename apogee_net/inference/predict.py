@@ -75,7 +75,7 @@ FLAGS = {
                       "published replacement value (Sprague et al. 2022)"),
     # 128 is the LAMOST catalogue's SNR_BELOW_10 (apogee_net.lamost.predict.FLAGS)
     "UNPHYSICAL": (256, "a label outside the physically possible range (PHYSICAL_RANGES)"),
-    "FIT_DISAGREE": (512, "|label - fit_label| above the model's dev threshold (header "
+    "FIT_DISAGREE": (512, "abs(label - fit_label) above the model's dev threshold (header "
                      "FITCHECK) for Teff, log g or [Fe/H]: an independent fit of The Payne "
                      "emulator (Ting et al. 2019) x a quadratic per chip, started at the "
                      "network's labels, disagrees (apogee_net.network.fitcheck)"),
