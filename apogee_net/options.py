@@ -267,6 +267,10 @@ class LamostTrainOptions(TrainOptions):
     weights: str = option("column", "sample weights: the table's (default), rebuilt from "
                           "[Fe/H], none", choices=("column", "feh", "none"))
     weight_standard: float | str = option(410.0, None, type=standard_arg)
+    input_norm: str = option("center", "network input: normalised flux minus its per-pixel "
+                             "training mean (default; astroNN input_norm_mode 3, as Li et al.) "
+                             "or also divided by the per-pixel std",
+                             choices=("center", "standardise"))
     restart: bool = option(False, "start a new run in RUNDIR")
 
 

@@ -45,7 +45,7 @@ from yso_labels.core.tables import provenance, read_table, write_table
 log = logging.getLogger(__name__)
 
 __all__ = ["assign_splits", "build_training_labels", "train_lamost", "LamostPrepare",
-           "lamost_loss", "SPLIT_FRACTIONS"]
+           "lamost_loss", "centre_only", "SPLIT_FRACTIONS"]
 
 #: Li et al. §2.2: 9:1 reference:test, reference 9:1 training:cross-validation.
 SPLIT_FRACTIONS = (0.81, 0.09, 0.10)
@@ -227,6 +227,23 @@ def lamost_loss(output, batch):
     return robust_loss(batch["y"], value, log_var, batch["y_err"])
 
 
+def centre_only(flux_scaler, input_norm: str = "center"):
+    """The per-pixel flux scaler of the network input. ``center``: the training mean is
+    subtracted and the std set to 1 (astroNN's ``input_norm_mode = 3``, featurewise centring
+    without scaling, which Li et al. trained with; Leung & Bovy 2019); ``standardise``: also
+    divided by the per-pixel std (the APOGEE Net recipe, Olney et al. 2020 eq. 4), which
+    lifts the continuum pixels' noise to the variance of the line pixels' signal: on
+    simulated LAMOST spectra the network then learnt Teff 2-3 times slower
+    (benchmarks/README.md, issue 12). Pixels without any training data keep mean 0, std 1."""
+    from yso_labels.core.scaling import Standardiser
+
+    if input_norm == "standardise":
+        return flux_scaler
+    if input_norm != "center":
+        raise ValueError(f"input_norm must be 'center' or 'standardise', got {input_norm!r}")
+    return Standardiser(flux_scaler.mean, np.ones_like(flux_scaler.std))
+
+
 def _check_weights(joined: Table, rows_mask: np.ndarray) -> np.ndarray:
     w = np.asarray(joined["weight"], float)
     bad = rows_mask & ~(np.isfinite(w) & (w >= 0))
@@ -269,7 +286,7 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     weights, weight_standard = o.weights, o.weight_standard
     key = data_key(store, labels, weights=weights, weight_standard=weight_standard,
                    filters=list(o.filters), kernel=o.kernel, pool=o.pool,
-                   hidden=list(o.hidden))
+                   hidden=list(o.hidden), input_norm=o.input_norm)
     options = narrow(TrainOptions, o, resume=o.resume and not o.restart)
     if options.resume and (Path(out) / LAST_NAME).exists():  # before any work
         check_resumable(Path(out) / LAST_NAME, options, {"resume_key": key})
@@ -316,7 +333,8 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
         raise ValueError(f"weights must be 'column', 'feh' or 'none', got {weights!r}")
 
     label_scaler = Standardiser.fit(values[train], empty_ok=True)
-    flux_scaler = fit_flux_scaler(store, rows[train], flux_norm="none")
+    flux_scaler = centre_only(fit_flux_scaler(store, rows[train], flux_norm="none"),
+                              o.input_norm)
     with open_store(store) as h5:
         npix = int(h5["flux"].shape[1])
         kind = str(h5.attrs.get("kind"))
@@ -336,12 +354,14 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     preprocess = Preprocess(flux_scaler, label_scaler, "none")
     meta = {"model_kind": "lamost-bcnn", "label_names": list(LABELS), **preprocess.to_meta(),
             "label_range": lrange, "wavelength": [float(wave[0]), float(wave[-1]), wave.size],
-            "weights": weights, "n_train": int(train.sum()), "n_dev": int(dev.sum()),
+            "weights": weights, "input_norm": o.input_norm,
+            "n_train": int(train.sum()), "n_dev": int(dev.sum()),
             "n_labels_train": np.isfinite(values[train]).sum(axis=0).tolist(),
             "store": str(store), "resume_key": key,
             "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else "Table",
             "provenance": provenance("apogee-net lamost train", {
-                "weights": weights, "weight_standard": weight_standard}),
+                "weights": weights, "weight_standard": weight_standard,
+                "input_norm": o.input_norm}),
             "method": "Li et al. Bayesian CNN; robust loss (Li et al. eq. 1); MC dropout"}
     log.info("lamost train: %d train, %d dev stars; labels per training star %.1f of %d",
              int(train.sum()), int(dev.sum()), np.isfinite(values[train]).sum(1).mean(),
