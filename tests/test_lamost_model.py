@@ -176,6 +176,7 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     assert main(["lamost", "train", "--store", str(store), "--labels", str(labels), "--out",
                  str(run), "--max-epochs", "2", "--filters", "2,2,2", "--hidden", "16,8",
                  "--device", "cpu", "--no-progress"]) == 0
+    _check_input_is_centred_not_standardised(store, labels, run / "model.pt")
     cats = []
     for k in range(2):
         out = tmp_path / f"cat{k}.fits"
@@ -222,6 +223,37 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
     with pytest.raises(ValueError, match=f"does not cover 1 .*{table['spec_id'][first_train]}"):
         train_lamost(store, table, tmp_path / "run2", max_epochs=1, device="cpu",
                      progress=False)
+
+
+def _check_input_is_centred_not_standardised(store, labels, model):
+    """The network input of a model trained with the defaults is the flux minus its
+    per-pixel mean over the training split, not divided by the per-pixel std (astroNN's
+    input_norm_mode 3, which Li et al. trained with): the stored scaler against a
+    straight-line mean of the store's training rows."""
+    import h5py
+
+    from apogee_net.inference.predict import load_model
+    from apogee_net.lamost.model import BayesianCNN
+    from apogee_net.spectra.pixels import valid_pixels
+
+    meta = load_model(model, expect=BayesianCNN).checkpoint["meta"]
+    assert meta["input_norm"] == "center"
+    table = Table.read(labels)
+    table.convert_bytestring_to_unicode()
+    train_ids = {str(k) for k in table["spec_id"][table["split"] == "train"]}
+    with h5py.File(store, "r") as h5:
+        key = "spec_id" if "spec_id" in h5 else "apogee_id"
+        ids = [k.decode() if isinstance(k, bytes) else str(k) for k in h5[key][:]]
+        rows = [i for i, k in enumerate(ids) if k in train_ids]
+        flux, err = h5["flux"][:][rows], h5["error"][:][rows]
+    assert 0 < len(rows) < len(ids)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(np.where(valid_pixels(flux, err), flux, np.nan), axis=0)
+    covered = np.isfinite(mean)
+    assert covered.mean() > 0.9
+    np.testing.assert_allclose(np.asarray(meta["flux_scaler"]["mean"])[covered],
+                               mean[covered], rtol=1e-5)
+    np.testing.assert_array_equal(meta["flux_scaler"]["std"], 1.0)
 
 
 def test_lamost_flag_bits_are_distinct_from_the_apogee_ones():
