@@ -271,6 +271,9 @@ class LamostTrainOptions(TrainOptions):
                              "training mean (default; astroNN input_norm_mode 3, as Li et al.) "
                              "or also divided by the per-pixel std",
                              choices=("center", "standardise"))
+    dev_mc: bool = option(True, "dev loss (early stopping) with MC dropout on, one "
+                          "stochastic pass per spectrum, as astroNN's validation loss "
+                          "(default) or off")
     restart: bool = option(False, "start a new run in RUNDIR")
 
 

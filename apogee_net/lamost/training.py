@@ -273,6 +273,7 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     was trained on the same store, labels and options (content fingerprints); ``restart``
     starts a new run in ``out`` instead.
     """
+    from apogee_net.lamost.mc import mc_dropout
     from apogee_net.lamost.model import BayesianCNN
     from apogee_net.network.model import Preprocess
     from apogee_net.network.train import data_key, fit_flux_scaler
@@ -286,7 +287,7 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     weights, weight_standard = o.weights, o.weight_standard
     key = data_key(store, labels, weights=weights, weight_standard=weight_standard,
                    filters=list(o.filters), kernel=o.kernel, pool=o.pool,
-                   hidden=list(o.hidden), input_norm=o.input_norm)
+                   hidden=list(o.hidden), input_norm=o.input_norm, dev_mc=o.dev_mc)
     options = narrow(TrainOptions, o, resume=o.resume and not o.restart)
     if options.resume and (Path(out) / LAST_NAME).exists():  # before any work
         check_resumable(Path(out) / LAST_NAME, options, {"resume_key": key})
@@ -354,20 +355,27 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     preprocess = Preprocess(flux_scaler, label_scaler, "none")
     meta = {"model_kind": "lamost-bcnn", "label_names": list(LABELS), **preprocess.to_meta(),
             "label_range": lrange, "wavelength": [float(wave[0]), float(wave[-1]), wave.size],
-            "weights": weights, "input_norm": o.input_norm,
+            "weights": weights, "input_norm": o.input_norm, "dev_mc": o.dev_mc,
             "n_train": int(train.sum()), "n_dev": int(dev.sum()),
             "n_labels_train": np.isfinite(values[train]).sum(axis=0).tolist(),
             "store": str(store), "resume_key": key,
             "labels": str(labels) if isinstance(labels, (str, os.PathLike)) else "Table",
             "provenance": provenance("apogee-net lamost train", {
                 "weights": weights, "weight_standard": weight_standard,
-                "input_norm": o.input_norm}),
+                "input_norm": o.input_norm, "dev_mc": o.dev_mc}),
             "method": "Li et al. Bayesian CNN; robust loss (Li et al. eq. 1); MC dropout"}
     log.info("lamost train: %d train, %d dev stars; labels per training star %.1f of %d",
              int(train.sum()), int(dev.sum()), np.isfinite(values[train]).sum(1).mean(),
              len(LABELS))
-    result = fit(model, train_set, dev_set, lamost_loss, Path(out), options, meta,
-                 prepare=LamostPrepare(preprocess, len(LABELS)))
+    # The dev loss that early stopping watches is taken with MC dropout on (one stochastic
+    # pass per spectrum), as astroNN's always-on MCDropout gives Keras' validation loss
+    # (Leung & Bovy 2019) and as the model predicts (Li et al. §2.1). With dropout off the
+    # network is a different, miscalibrated function: on simulated spectra its dev loss was
+    # +0.46 against -0.48 with dropout on (Teff MAE 162 vs 109 K) and jumped from epoch to
+    # epoch, so training stopped after 1-2 epochs (benchmarks/README.md, issue 12).
+    with mc_dropout(model, on=o.dev_mc):
+        result = fit(model, train_set, dev_set, lamost_loss, Path(out), options, meta,
+                     prepare=LamostPrepare(preprocess, len(LABELS)))
     if result.model_path is not None and distributed.is_main_process():
         # the OOD score of apogee_net.network.ood (as APOGEE Net): fitted on dev, in model.pt
         ood.attach_ood(result.model_path, model, preprocess, train_set, dev_set,
