@@ -14,8 +14,10 @@ in the text we have; the defaults follow astroNN's BCNN (kernel 8, pool 4, hidde
 layer the paper adds. Every one is a constructor argument saved in the checkpoint.
 
 :class:`MCDropout` drops units in training and whenever MC sampling is switched on
-(:func:`apogee_net.lamost.mc.mc_dropout`), so the dev loss during training is deterministic
-and prediction runs the T stochastic passes of Gal & Ghahramani (2016).
+(:func:`apogee_net.lamost.mc.mc_dropout`): prediction runs the T stochastic passes of Gal &
+Ghahramani (2016), and :func:`~apogee_net.lamost.training.train_lamost` switches it on for
+the dev loss too (``dev_mc``, as astroNN's always-on MCDropout); plain passes (dropout off)
+serve the OOD score's features.
 """
 
 from __future__ import annotations
