@@ -60,13 +60,36 @@ def lamost_run(tmp_path_factory):
     table["split"] = ["train"] * 120 + ["dev"] * 30
     table["weight"] = np.ones(n)
     table["source"] = "sim"
-    train_lamost(tmp_path / "s.h5", table, tmp_path / "run", max_epochs=3, filters=(2, 4, 4),
-                 hidden=(32, 16), device="cpu", progress=False)
-    return tmp_path / "run" / "model.pt", (n, n_test, ids, flux, err, snr)
+    from unittest import mock
+
+    from apogee_net.lamost.model import MCDropout
+    from yso_labels.core import training
+
+    evaluate, dev_modes = training._evaluate, []
+
+    def spy(model, *args):  # how the dropout layers stand when the dev loss is taken
+        dev_modes.append([m.mc for m in model.modules() if isinstance(m, MCDropout)])
+        return evaluate(model, *args)
+
+    with mock.patch.object(training, "_evaluate", spy):
+        train_lamost(tmp_path / "s.h5", table, tmp_path / "run", max_epochs=3,
+                     filters=(2, 4, 4), hidden=(32, 16), device="cpu", progress=False)
+    return tmp_path / "run" / "model.pt", (n, n_test, ids, flux, err, snr), dev_modes
+
+
+def test_dev_loss_is_taken_with_mc_dropout_on(lamost_run):
+    """Early stopping watches the dev loss with MC dropout on (astroNN's validation loss;
+    the model predicts that way), not the plain pass, whose loss on simulated spectra was
+    +0.46 against -0.48 and stopped training after 1-2 epochs; the layers are back to
+    plain after training (the OOD features are plain passes)."""
+    model, _, dev_modes = lamost_run
+    assert len(dev_modes) == 3 and all(all(m) and len(m) == 3 for m in dev_modes)
+    lm = load_model(model, expect=BayesianCNN)
+    assert lm.checkpoint["meta"]["dev_mc"] is True
 
 
 def test_lamost_model_flags_constructed_out_of_domain_inputs(lamost_run):
-    model, (n, n_test, ids, flux, err, snr) = lamost_run
+    model, (n, n_test, ids, flux, err, snr), _ = lamost_run
     lm = load_model(model, expect=BayesianCNN)
     stats = lm.checkpoint["meta"]["ood"]
     assert stats["n_dev"] == 30 and stats["threshold"] > 0
@@ -103,7 +126,7 @@ def test_every_real_lamost_spectrum_trusted_or_flagged(lamost_run, tmp_path):
     through ``apogee-net lamost predict``'s library call with a model trained on simulated
     spectra: each row has physically possible labels inside the training label range
     (within the OUT_OF_RANGE tolerance of 2 dev scatters) or carries a flag."""
-    model, _ = lamost_run
+    model, _, _ = lamost_run
     files = sorted(shared_file("lamost", "learninglamost").glob("*.fits"))
     files += sorted(shared_file("lamost", "formats").glob("*.fits*"))
     assert len(files) == 70

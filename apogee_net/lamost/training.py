@@ -334,8 +334,8 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
         raise ValueError(f"weights must be 'column', 'feh' or 'none', got {weights!r}")
 
     label_scaler = Standardiser.fit(values[train], empty_ok=True)
-    flux_scaler = centre_only(fit_flux_scaler(store, rows[train], flux_norm="none"),
-                              o.input_norm)
+    pixel_scaler = fit_flux_scaler(store, rows[train], flux_norm="none")
+    flux_scaler = centre_only(pixel_scaler, o.input_norm)
     with open_store(store) as h5:
         npix = int(h5["flux"].shape[1])
         kind = str(h5.attrs.get("kind"))
@@ -379,5 +379,6 @@ def train_lamost(store, labels, out, options: LamostTrainOptions | None = None, 
     if result.model_path is not None and distributed.is_main_process():
         # the OOD score of apogee_net.network.ood (as APOGEE Net): fitted on dev, in model.pt
         ood.attach_ood(result.model_path, model, preprocess, train_set, dev_set,
-                       seed=o.seed)
+                       seed=o.seed, pixel_std=None if o.input_norm == "standardise"
+                       else pixel_scaler.std)
     return result

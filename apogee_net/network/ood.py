@@ -9,7 +9,9 @@ there is no data; :func:`apogee_net.network.model.model_input`):
   covariance of the features approximated by its :data:`N_COMPONENTS` leading principal
   components plus an isotropic rest (the features outnumber the fitted spectra);
 - ``p``: the fraction of the pixels with data whose standardised flux exceeds
-  :data:`Z_BOUND` in absolute value;
+  :data:`Z_BOUND` in absolute value (standardised with the training spectra's per-pixel
+  mean and std even when the network input is only centred, as the LAMOST network's is:
+  the std is then kept in the statistics, ``pixel_std``);
 - ``q``: the fraction of the pixels covered by the training spectra that have no data.
 
 Each term is divided by its :data:`QUANTILE` quantile on the dev split, their maximum by the
@@ -100,13 +102,17 @@ def label_head(out: torch.Tensor, prep: Preprocess) -> torch.Tensor:
 
 @torch.no_grad()
 def forward_terms(model: nn.Module, prep: Preprocess, flux, error, covered: np.ndarray,
-                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  batch_size: int = 64, pixel_std: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One plain forward pass (dropout off, MC dropout too: ``model.eval()``) of spectra
     ``(n, npix)``: labels in physical units (n, k), penultimate features (n, d), ``p`` and
     ``q`` (n,) of the module doc. Works for any network whose last ``nn.Linear`` reads the
     penultimate features (APOGEE Net; the LAMOST Bayesian CNN, whose value and log-variance
-    heads read the same features)."""
+    heads read the same features). ``pixel_std`` (npix,): divides the network input for
+    ``p`` when that input is centred but not scaled (default: the input is standardised)."""
     device = next(model.parameters()).device
+    scale = None if pixel_std is None else torch.as_tensor(
+        np.asarray(pixel_std, np.float32), device=device)
     layer = penultimate_layer(model)
     captured: list[torch.Tensor] = []
     hook = layer.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
@@ -127,7 +133,7 @@ def forward_terms(model: nn.Module, prep: Preprocess, flux, error, covered: np.n
             labels.append(prep.labels(label_head(out, prep).double()).cpu().numpy())
             feats.append(captured[-1].double().cpu().numpy())
             valid = valid_pixels(f, e) & cov
-            z = x[:, 0]
+            z = x[:, 0] if scale is None else x[:, 0] / scale
             n_valid = valid.sum(1).clamp(min=1)
             ps.append(((z.abs() > Z_BOUND) & valid).sum(1).double().div(n_valid).cpu().numpy())
             qs.append((1.0 - valid.sum(1).double() / max(int(cov.sum()), 1)).cpu().numpy())
@@ -201,17 +207,19 @@ def range_tolerance(stats: dict | None, n_labels: int) -> np.ndarray:
 
 
 def fit_ood(model: nn.Module, prep: Preprocess, train_batches: Iterable[dict],
-            dev_batches: Iterable[dict], quantile: float = QUANTILE) -> dict:
+            dev_batches: Iterable[dict], quantile: float = QUANTILE,
+            pixel_std: np.ndarray | None = None) -> dict:
     """The ``meta["ood"]`` of a trained model: feature statistics from ``train_batches``,
     scales and threshold from ``dev_batches`` (iterables of dicts with ``flux`` and
-    ``error`` arrays, e.g. augmented DataLoader batches)."""
+    ``error`` arrays, e.g. augmented DataLoader batches). ``pixel_std``: the training
+    spectra's per-pixel flux std when the network input is centred only (stored)."""
     covered = coverage(prep.flux_scaler)
 
     def run(batches, limit=None):
         labels, feats, ps, qs, targets, n = [], [], [], [], [], 0
         for b in batches:
             y, f, p, q = forward_terms(model, prep, np.asarray(b["flux"]),
-                                       np.asarray(b["error"]), covered)
+                                       np.asarray(b["error"]), covered, pixel_std=pixel_std)
             labels.append(y)
             feats.append(f)
             ps.append(p)
@@ -235,6 +243,8 @@ def fit_ood(model: nn.Module, prep: Preprocess, train_batches: Iterable[dict],
     stats["threshold"] = float(np.quantile(combine(dev_m, dev_p, dev_q, stats), quantile))
     if dev_t is not None:
         stats["dev_scatter"] = dev_scatter(dev_y, dev_t)
+    if pixel_std is not None:
+        stats["pixel_std"] = np.asarray(pixel_std, float).tolist()
     stats.update(z_bound=Z_BOUND, quantile=quantile, n_fit=int(len(feats)),
                  n_dev=int(len(dev_m)), method="Lee et al. 2018 Mahalanobis on penultimate "
                  f"features (PCA {len(stats['axes'])} + isotropic rest), |z|>{Z_BOUND} pixel "
@@ -250,14 +260,16 @@ def score_spectra(model: nn.Module, prep: Preprocess, stats: dict | None, flux, 
     """Plain labels (n, k) and ``ood_score`` (n,; NaN when the model has no OOD statistics)
     of spectra already restricted to the training coverage."""
     covered = coverage(prep.flux_scaler)
-    labels, feats, p, q = forward_terms(model, prep, flux, error, covered, batch_size)
+    labels, feats, p, q = forward_terms(model, prep, flux, error, covered, batch_size,
+                                        (stats or {}).get("pixel_std"))
     if not stats:
         return labels, np.full(len(labels), np.nan)
     return labels, combine(mahalanobis(feats, stats), p, q, stats)
 
 
 def attach_ood(path, model: nn.Module, prep: Preprocess, train_set, dev_set,
-               batch_size: int = 64, seed: int = 0) -> dict:
+               batch_size: int = 64, seed: int = 0, pixel_std: np.ndarray | None = None
+               ) -> dict:
     """Fit the OOD statistics of ``model`` (holding the weights saved in ``path``) on
     ``train_set`` (a seeded subset of at most :data:`MAX_FIT`) and ``dev_set``, and store
     them in the checkpoint ``path`` (``meta["ood"]``, rewritten atomically)."""
@@ -273,7 +285,7 @@ def attach_ood(path, model: nn.Module, prep: Preprocess, train_set, dev_set,
     subset = Subset(train_set, np.sort(pick).tolist())
     loader = lambda ds: DataLoader(ds, batch_size=batch_size, shuffle=False,  # noqa: E731
                                    collate_fn=collate)
-    stats = fit_ood(model, prep, loader(subset), loader(dev_set))
+    stats = fit_ood(model, prep, loader(subset), loader(dev_set), pixel_std=pixel_std)
     ckpt = read_checkpoint(path)
     save_checkpoint(path, model, ckpt["arch_kwargs"], {**ckpt["meta"], "ood": stats},
                     ckpt.get("training"))
