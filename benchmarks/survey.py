@@ -5,7 +5,7 @@ per stage, and the time for a whole survey (10⁶ spectra, 100 draws) extrapolat
 Spectra are made on the fly (no files on disk): 256 distinct simulated apStar-grid spectra
 (The Payne's emulator when ``../shared/data/payne`` has it, else the analytic fallback),
 tiled with fresh Gaussian noise, star *i* with noise seeded by (seed, i) (``_common``). They
-go through the toolkit's one streaming predictor, :func:`apogee_net.inference.predict.
+go through the toolkit's one streaming predictor, :func:`apogee_net.inference.streaming.
 stream_predict`, with APOGEE Net's catalogue rows (:func:`~apogee_net.inference.predict.
 catalog_rows`: coverage, pixel masks, 100 perturbed draws, OOD score, flags, σ groups) into
 resumable parts and a FITS catalogue, exactly as ``apogee-net predict`` runs; under
@@ -128,6 +128,7 @@ def clock(totals: dict, key: str, device):
 def worker(cfg: dict) -> dict:
     """One process of a run (alone or a ``torchrun`` rank): stream, time, report."""
     import apogee_net.inference.predict as P
+    import apogee_net.inference.streaming as S
     from apogee_net.network import ood
     from apogee_net.spectra.pixels import valid_pixels
     from yso_labels.core.runtime import autocast, compiled, resolve_device
@@ -145,7 +146,7 @@ def worker(cfg: dict) -> dict:
     counts = {"spectra": 0, "parts": 0}
     t_start = time.perf_counter()
 
-    orig_perturbed, orig_join, orig_write = P.perturbed_labels, P.join_parts, P.atomic_write
+    orig_perturbed, orig_join, orig_write = P.perturbed_labels, S.join_parts, S.atomic_write
 
     def perturbed(*a, **k):
         with clock(totals, "predict", dev):
@@ -181,23 +182,23 @@ def worker(cfg: dict) -> dict:
         counts["parts"] += 1
         return table
 
-    P.perturbed_labels, P.join_parts, P.atomic_write = perturbed, join, write
+    P.perturbed_labels, S.join_parts, S.atomic_write = perturbed, join, write
     stopped = False
     try:
-        P.stream_predict(chunks, read_fn, predict_fn, cfg["out"], {"BENCH": "survey"},
+        S.stream_predict(chunks, read_fn, predict_fn, cfg["out"], {"BENCH": "survey"},
                          {"bench": "survey", "R": R}, progress=False, restart=False)
     except Stop:
         stopped = True
     finally:
-        P.perturbed_labels, P.join_parts, P.atomic_write = orig_perturbed, orig_join, orig_write
+        P.perturbed_labels, S.join_parts, S.atomic_write = orig_perturbed, orig_join, orig_write
     wall = time.perf_counter() - t_start
     shards = Shards()
     if stopped:  # join what this run wrote, as the end of a whole run would (rank 0)
-        parts = sorted(P.parts_path(cfg["out"]).glob("part-*.fits"))
+        parts = sorted(S.parts_path(cfg["out"]).glob("part-*.fits"))
         shards.wait()
         if shards.is_main and parts:
             with clock(totals, "join", None):
-                P.join_parts(parts, Path(cfg["out"]).with_suffix(".partial.fits"), {})
+                S.join_parts(parts, Path(cfg["out"]).with_suffix(".partial.fits"), {})
     cat_s = totals.get("rows", 0.0) - totals.get("predict", 0.0) + totals.get("write", 0.0)
     return {"rank": shards.rank, "world": shards.world, "spectra": counts["spectra"],
             "parts": counts["parts"], "wall_s": wall, "stopped": stopped,

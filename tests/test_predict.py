@@ -13,7 +13,8 @@ from astropy.table import Table
 from astropy.units import UnitsWarning
 
 from apogee_net.inference.chunks import plan_chunks, read_chunk
-from apogee_net.inference.predict import FLAGS, flag_value, predict_catalog, stream_predict
+from apogee_net.inference.predict import FLAGS, flag_value, predict_catalog
+from apogee_net.inference.streaming import stream_predict
 from apogee_net.network.model import APOGEENet, Preprocess
 from apogee_net.spectra.simulate import simulate_apstar, simulate_spectra, write_apstar
 from tests.conftest import shared_file

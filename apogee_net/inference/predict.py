@@ -1,15 +1,9 @@
 """Streaming prediction of a FITS catalogue from a trained APOGEE Net (Olney et al. 2020 §3.5).
 
-Inputs are HDF5 stores (:mod:`apogee_net.spectra.store`), apStar files or directories of them. They
-are planned into chunks of at most ``chunk_size`` spectra (a store's row range, or a list of
-files read with :func:`apogee_net.spectra.apstar.read_apstar`), so memory never holds more than one
-chunk. Each finished chunk is written atomically to ``OUT.parts/part-NNNNNN.fits``; a rerun
-with the same model, inputs and options skips the finished chunks, and the parts are
-concatenated into ``OUT`` at the end (atomic rename), then removed.
-
-:func:`stream_predict` is the model-agnostic part (plan → read → predict → parts → catalogue),
-shared with the LAMOST Bayesian CNN; :func:`predict_catalog` is the APOGEE Net call behind
-``apogee-net predict``.
+Inputs are HDF5 stores (:mod:`apogee_net.spectra.store`), apStar files or directories of them,
+streamed in chunks of at most ``chunk_size`` spectra into a resumable catalogue by
+:func:`apogee_net.inference.streaming.stream_predict` (shared with the LAMOST Bayesian CNN).
+:func:`predict_catalog` is the APOGEE Net call behind ``apogee-net predict``.
 
 Catalogue columns: ``apogee_id, ra, dec, <labels>, <label>_err, snr, ood_score, fit_teff,
 fit_logg, fit_fe_h, flags, sigma_group`` with labels in the checkpoint's order (log g in
@@ -25,19 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from astropy.table import Table, vstack
+from astropy.table import Table
 
 from apogee_net.inference.chunks import SpectraChunk, plan_chunks, raw_spectra, read_chunk
+from apogee_net.inference.streaming import array_sha256, input_list, parts_path, stream_predict
 from apogee_net.inference.uncertainty import (
     check_realizations,
     default_chunk_rows,
@@ -50,13 +41,11 @@ from apogee_net.network.published import preprocess_from_meta
 from apogee_net.options import PredictOptions
 from apogee_net.spectra.pixels import valid_pixels
 from apogee_net.spectra.pixmask import format_bits, parse_pixmask_bits
-from yso_labels.core.atomic import atomic_write, write_text
 from yso_labels.core.checkpoint import load_checkpoint
-from yso_labels.core.guards import check_ints, check_outputs, fingerprint
+from yso_labels.core.guards import check_ints, check_outputs
 from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import autocast, compiled, resolve_device
-from yso_labels.core.shards import Shards
-from yso_labels.core.tables import provenance, quiet_units, write_table
+from yso_labels.core.tables import provenance
 
 log = logging.getLogger(__name__)
 
@@ -222,121 +211,6 @@ def sigma_header(lm: LoadedModel, known: bool = False) -> dict[str, str]:
             f"{float(k.get(n, 1.0)):.4g}" for n in lm.label_names)
             for g, k in rec.get("source_groups", {}).items()) or "none in the model")
     return cards
-
-
-# --------------------------------------------------------------------------- streaming
-def stream_predict(chunks: Sequence, read_fn: Callable[[Any], Any],
-                   predict_fn: Callable[[Any, int], Table], out, meta: dict,
-                   manifest: dict, progress: bool = True, restart: bool = False) -> Path:
-    """Model-agnostic streaming: for each chunk *k* (in order), ``predict_fn(read_fn(chunk),
-    offset)`` returns its catalogue rows (``offset``: index of the chunk's first spectrum in
-    the whole run: seeds per chunk, as the LAMOST MC passes use); rows go to
-    ``OUT.parts/part-k.fits``, finished parts are skipped on a rerun with the same
-    ``manifest`` (JSON-able: model, options) and the same inputs (the content fingerprint
-    of every store and file of ``chunks``), and the parts are joined into ``out`` (written
-    with ``meta`` by :func:`yso_labels.core.tables.write_table`). A rerun with other inputs
-    or options is refused; ``restart`` discards the parts instead.
-
-    Under ``torchrun`` each process writes its share of the parts and rank 0 joins them
-    (:class:`yso_labels.core.shards.Shards`): the catalogue is the one-process catalogue,
-    bit for bit, and a rerun after any process died resumes."""
-    from tqdm.auto import tqdm
-
-    out = Path(out)
-    parts = parts_path(out)
-    plan = json.dumps(list(chunks), default=str, sort_keys=True).encode()
-    manifest = json.loads(json.dumps({**manifest, "n_chunks": len(chunks),
-                                      "chunks_sha256": hashlib.sha256(plan).hexdigest(),
-                                      "inputs_fingerprint": fingerprint(_chunk_sources(chunks))},
-                                     default=str))
-    names = [parts / f"part-{k:06d}.fits" for k in range(len(chunks))]
-
-    def open_parts() -> list[int]:  # rank 0: the manifest check, then the parts still to do
-        man_path = parts / "manifest.json"
-        if restart and parts.exists():
-            log.info("--restart: discarding %s", parts)
-            shutil.rmtree(parts)
-        if man_path.exists():
-            old = json.loads(man_path.read_text())
-            if old != manifest:
-                changed = sorted(k for k in set(old) | set(manifest)
-                                 if old.get(k) != manifest.get(k))
-                raise ValueError(f"{parts} holds the parts of an interrupted run with other "
-                                 f"inputs, model or options (changed: {', '.join(changed)}); "
-                                 "rerun the same command to resume it, or pass --restart to "
-                                 "discard it")
-            log.info("resuming from %s", parts)
-        else:
-            parts.mkdir(parents=True, exist_ok=True)
-            write_text(man_path, json.dumps(manifest, indent=1))
-        return [k for k in range(len(chunks)) if not names[k].exists()]
-
-    offsets = np.cumsum([0] + [_chunk_len(c) for c in chunks])
-    shards = Shards()  # under torchrun: this rank's share of the parts
-    todo = shards.from_main(open_parts)
-    mine = shards.mine(todo)
-    bar = tqdm(total=len(mine), desc="predict" if shards.world == 1 else
-               f"predict rank {shards.rank}", unit="chunk", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as reader:  # reads chunk k+1 during chunk k
-        pending = reader.submit(read_fn, chunks[mine[0]]) if mine else None
-        for i, k in enumerate(mine):
-            data = pending.result()
-            if i + 1 < len(mine):
-                pending = reader.submit(read_fn, chunks[mine[i + 1]])
-            table = predict_fn(data, int(offsets[k]))
-            with atomic_write(names[k]) as tmp:
-                with quiet_units():
-                    table.write(tmp, format="fits", overwrite=True)
-            bar.update()
-            shards.part_done()
-    bar.close()
-    shards.wait()  # every rank's parts are written
-    if shards.is_main:
-        join_parts(names, out, meta)
-        shutil.rmtree(parts)
-    shards.wait()  # the catalogue is there for every rank
-    return out
-
-
-def join_parts(names: Sequence[Path], out, meta: dict) -> Path:
-    """The catalogue ``out`` (written with ``meta``) from the part files ``names``, in order."""
-    with quiet_units():  # TUNIT 'dex' is kept as text (see catalog_columns)
-        tables = [Table.read(p, mask_invalid=False) for p in names]
-    catalogue = vstack(tables, metadata_conflicts="silent") if tables else Table()
-    catalogue.meta.clear()
-    return write_table(catalogue, out, meta)
-
-
-def _sha(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
-
-
-def _chunk_sources(chunks) -> list[str]:
-    """The stores and files of a chunk plan, in order, once each."""
-    seen: dict[str, None] = {}
-    for chunk in chunks:
-        if isinstance(chunk, dict):
-            for src in ([chunk["store"]] if "store" in chunk else chunk.get("files", [])):
-                seen.setdefault(str(src), None)
-    return list(seen)
-
-
-def parts_path(out) -> Path:
-    """Folder of the finished parts of a catalogue being written: ``OUT.parts``."""
-    return Path(str(out) + ".parts")
-
-
-def input_list(inputs) -> list:
-    """``inputs`` (a path or a sequence of paths) as a list."""
-    return [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-
-
-def _chunk_len(chunk) -> int:
-    if isinstance(chunk, dict) and "files" in chunk:
-        return len(chunk["files"])
-    if isinstance(chunk, dict) and "stop" in chunk:
-        return int(chunk["stop"]) - int(chunk["start"])
-    return len(chunk)
 
 
 # --------------------------------------------------------------------------- APOGEE Net
@@ -532,7 +406,7 @@ def predict_catalog(model, inputs: Sequence, out, options: PredictOptions | None
                 "amp": o.amp, "compile": o.compile,
                 "chunk_size": o.chunk_size, "device": dev.type, "hot": o.hot,
                 "visits": o.visits,
-                "photometry_sha256": None if phot is None else _sha(phot.values),
+                "photometry_sha256": None if phot is None else array_sha256(phot.values),
                 "pixmask_bits": list(bits), "fit_check": fit_text,
                 "groups_sha256": None if known is None else hashlib.sha256(
                     json.dumps(sorted(known.items())).encode()).hexdigest()}

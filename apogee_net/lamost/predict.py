@@ -2,7 +2,7 @@
 
 Inputs are LAMOST stores (``.h5``) or LAMOST FITS files/directories (prepared on the fly as
 in :mod:`apogee_net.lamost.ingest`). Chunking, resumable parts and the final atomic write
-are the shared machinery of :func:`apogee_net.inference.predict.stream_predict`.
+are the shared machinery of :func:`apogee_net.inference.streaming.stream_predict`.
 
 For every spectrum: T MC-dropout passes (100 by default, Li et al.), the mean as the label,
 and σ = √(model variance + predictive variance) (:mod:`apogee_net.lamost.mc`, Leung & Bovy
@@ -31,13 +31,11 @@ from apogee_net.inference.chunks import SpectraChunk, plan_chunks, read_chunk
 from apogee_net.inference.predict import FLAGS as APOGEE_FLAGS
 from apogee_net.inference.predict import (
     add_provenance_columns,
-    input_list,
     load_model,
-    parts_path,
     quality_flags,
     range_header,
-    stream_predict,
 )
+from apogee_net.inference.streaming import input_list, parts_path, stream_predict
 from apogee_net.inference.uncertainty import check_realizations
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
