@@ -53,6 +53,11 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
     ("fit_logg", DEX, "apogee", "log g of the same fit (see fit_teff)"),
     ("fit_fe_h", DEX, "apogee", "[Fe/H] of the same fit (see fit_teff); abs(label - fit) above "
      "the model's dev threshold sets FIT_DISAGREE"),
+    ("class_teff", u.K, "lamost",
+     "dwarf-scale Teff of the LAMOST pipeline's own class (header SUBCLASS; Pecaut & "
+     "Mamajek 2013 Table 5, apogee_net.lamost.sptype); NaN when the file has none, the "
+     "class is not STAR, the type is outside A0-M5, or the check is off; sets "
+     "CLASS_DISAGREE / OUT_OF_RANGE"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
     ("sigma_group", None, "apogee",
      "group whose sigma calibration factor was applied: yso, mstar, dwarf or giant, "

@@ -52,7 +52,9 @@ class SpectraChunk:
     ``telescope`` and ``file`` (n,) where each row came from; for per-visit rows (see
     :func:`plan_chunks`) ``visit`` (n,) int (0 = combined spectrum, -1 = not a visit row) and
     ``mjd`` (n,) float, else None; ``photometry`` (n, 7) for APOGEE Net II, set by the
-    predictor (NaN where missing), else None."""
+    predictor (NaN where missing), else None; ``sp_class``, ``subclass`` (n,) the LAMOST
+    header CLASS/SUBCLASS (:mod:`apogee_net.lamost.sptype`), None when the input has none
+    (apStar, a LAMOST store written before they were stored)."""
 
     flux: np.ndarray
     error: np.ndarray
@@ -66,6 +68,8 @@ class SpectraChunk:
     visit: np.ndarray | None = None
     mjd: np.ndarray | None = None
     photometry: np.ndarray | None = None
+    sp_class: list[str] | None = None
+    subclass: list[str] | None = None
 
     @classmethod
     def empty(cls, n: int, npix: int, telescope: str = "", files: Sequence[str] = (),
@@ -229,11 +233,15 @@ def _read_store(path: Path, start: int, stop: int, npix: int,
         error = np.asarray(h5["error"][start:stop], np.float32)
         if pixmask_bits and kind == "apstar":
             flux, error = apply_pixmask(flux, error, h5["mask"][start:stop], pixmask_bits)
-        return SpectraChunk(flux, error,
-                            decode_strings(h5["apogee_id"][start:stop]), cols["ra"],
-                            cols["dec"], cols["snr"], np.ones(n, bool),
-                            _store_telescopes(files) if kind == "apstar"
-                            else [kind] * n, files)
+        out = SpectraChunk(flux, error,
+                           decode_strings(h5["apogee_id"][start:stop]), cols["ra"],
+                           cols["dec"], cols["snr"], np.ones(n, bool),
+                           _store_telescopes(files) if kind == "apstar"
+                           else [kind] * n, files)
+        if "lamost_subclass" in h5 and "lamost_class" in h5:
+            out.sp_class = decode_strings(h5["lamost_class"][start:stop])
+            out.subclass = decode_strings(h5["lamost_subclass"][start:stop])
+        return out
 
 
 def _store_telescopes(sources: Sequence[str]) -> list[str]:

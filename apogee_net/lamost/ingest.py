@@ -13,7 +13,10 @@ renamed into place when complete). Store conventions for LAMOST:
 * key (the store's ``apogee_id`` dataset, surfaced as ``spec_id`` by the LAMOST label
   tables and catalogues): the LAMOST ``OBSID`` (DR2+; else the designation ``DESIG``, else
   the file stem), ``snr``: ``SNRG`` (``SN_G`` in DR1), ``ra``/``dec`` from the header (deg);
-* ``wavelength``: the rest-frame grid (vacuum Å).
+* ``wavelength``: the rest-frame grid (vacuum Å);
+* ``lamost_class``, ``lamost_subclass``: the header's ``CLASS`` and ``SUBCLASS`` (the LAMOST
+  pipeline's own classification, used by ``apogee-net lamost predict``'s class check,
+  :mod:`apogee_net.lamost.sptype`); stores written before they existed lack them.
 
 Files that cannot be used (unknown layout, no redshift, no valid pixel in 4000–8500 Å,
 heavily polluted by cosmic rays) are skipped, listed with the reason in the report and in
@@ -44,13 +47,16 @@ log = logging.getLogger(__name__)
 __all__ = ["ingest_lamost", "prepare_file", "MASK_NO_DATA", "MASK_COSMIC"]
 
 MASK_NO_DATA, MASK_COSMIC = 1, 2
+#: Store columns of the header classification (:mod:`apogee_net.lamost.sptype`).
+CLASS_COLUMNS = ("lamost_class", "lamost_subclass")
 
 
 def prepare_file(path: str, L: float = 50.0, reject_cosmics: bool = True,
                  max_cosmic: int = 20, min_valid_fraction: float = 0.5):
     """Worker: ``(source, row, reason)`` for one file; ``row`` is None when it is skipped.
 
-    ``row`` = (flux, error, mask, id, snr_g, ra, dec) in the store's conventions (module doc).
+    ``row`` = (flux, error, mask, id, snr_g, ra, dec, class, subclass) in the store's
+    conventions (module doc).
     """
     try:
         sp = read_lamost(path)
@@ -64,7 +70,7 @@ def prepare_file(path: str, L: float = 50.0, reject_cosmics: bool = True,
     flux = np.where(valid, prep.flux, np.nan)
     mask = np.where(valid, 0, MASK_NO_DATA) | np.where(prep.cosmic, MASK_COSMIC, 0)
     return path, (flux, prep.error, mask.astype(np.int32), sp.spec_id, sp.snrg, sp.ra,
-                  sp.dec), None
+                  sp.dec, sp.cls, sp.subclass), None
 
 
 def ingest_lamost(inputs, out: str | os.PathLike, options: LamostIngestOptions | None = None,
@@ -104,7 +110,7 @@ def ingest_lamost(inputs, out: str | os.PathLike, options: LamostIngestOptions |
                       "stellar emission lines spared")
     grid = lamost_grid()
     new_writer = partial(StoreWriter, npix=grid.size, wavelength=grid, kind="lamost",
-                         meta=meta, settings=recorded)
+                         meta=meta, settings=recorded, extra=CLASS_COLUMNS)
     report = {"out": str(out), "n_inputs": len(files), "n_already_stored": 0,
               "n_ingested": 0, "n_failed": 0, "failures": [], "workers": workers}
     fn = partial(prepare_file, L=o.L, reject_cosmics=o.reject_cosmics,

@@ -14,7 +14,9 @@ labels (Teff in K, the rest in dex), ``<label>_err`` (total σ), ``<label>_err_m
 pass with dropout off; NaN for a model without OOD statistics) and ``flags`` (bits of
 :data:`FLAGS`: among them OUT_OF_RANGE, a label beyond the training labels' range by more
 than 2 dev scatters, :func:`apogee_net.network.ood.range_tolerance`;
-UNPHYSICAL, outside the physically possible range; OOD, ``ood_score`` > 1). Pixels outside
+UNPHYSICAL, outside the physically possible range; OOD, ``ood_score`` > 1;
+CLASS_DISAGREE, Teff outside the interval consistent with the LAMOST pipeline's own spectral
+class, ``class_teff`` that class's dwarf Teff, :mod:`apogee_net.lamost.sptype`). Pixels outside
 the training spectra's coverage are treated as having no data, as for APOGEE Net.
 """
 
@@ -37,6 +39,7 @@ from apogee_net.inference.predict import (
 )
 from apogee_net.inference.streaming import input_list, parts_path, stream_predict
 from apogee_net.inference.uncertainty import check_realizations
+from apogee_net.lamost import sptype
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
@@ -54,7 +57,11 @@ __all__ = ["FLAGS", "predict_lamost", "predict_arrays", "read_lamost_chunk"]
 
 #: Flag bits: the APOGEE catalogue's, plus S/N_g below Li et al.'s training cut of 10.
 FLAGS = {**APOGEE_FLAGS,
-         "SNR_BELOW_10": (128, "SNR_g < 10 (Li et al. trained on S/N_g > 10)")}
+         "SNR_BELOW_10": (128, "SNR_g < 10 (Li et al. trained on S/N_g > 10)"),
+         "CLASS_DISAGREE": (1024, "Teff outside the interval consistent with the LAMOST "
+                            "pipeline's own spectral class (header SUBCLASS; "
+                            "apogee_net.lamost.sptype); OUT_OF_RANGE is also set when that "
+                            "whole interval lies outside the training Teff range")}
 if len({v[0] for v in FLAGS.values()}) != len(FLAGS):  # a bit must never mean two things
     raise RuntimeError("LAMOST flag bits collide with the APOGEE catalogue's")
 
@@ -65,23 +72,26 @@ def read_lamost_chunk(files: list[str], npix: int) -> SpectraChunk:
     from apogee_net.lamost.ingest import prepare_file
 
     out = SpectraChunk.empty(len(files), npix, telescope="lamost", files=files)
+    out.sp_class, out.subclass = [""] * len(files), [""] * len(files)
     for i, path in enumerate(files):
         _, row, reason = prepare_file(path)
         if row is None:
             log.warning("lamost predict: %s", reason)
             out.spec_id[i] = Path(path).name.split(".")[0]
             continue
-        flux, error, _, spec_id, snr, ra, dec = row
+        flux, error, _, spec_id, snr, ra, dec, cls, subclass = row
         out.put(i, path, flux, error, spec_id, ra, dec, snr)
+        out.sp_class[i], out.subclass[i] = cls, subclass
     return out
 
 
 def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: int = 0,
-                   offset: int = 0, batch_size: int = 128) -> Table:
+                   offset: int = 0, batch_size: int = 128, class_check: bool = True) -> Table:
     """Catalogue rows for the spectra ``data`` (:func:`read_lamost_chunk`, or
     :func:`apogee_net.inference.chunks.read_chunk` for a store). The dropout masks of a chunk
     come from a torch generator seeded by (``seed``, ``offset``), so a resumed run repeats
-    the same numbers."""
+    the same numbers. ``class_check``: compare Teff with the header class
+    (:func:`class_flags`)."""
     flux, error = ood.restrict_to_coverage(data.flux, data.error,
                                            ood.coverage(lm.preprocess.flux_scaler))
     n, k = len(flux), len(lm.label_names)
@@ -112,6 +122,9 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
                           label_names=lm.label_names, ood_score=score,
                           range_tol=ood.range_tolerance(stats, k))
     flags[~(snr >= 10.0)] |= FLAGS["SNR_BELOW_10"][0]
+    class_teff = np.full(n, np.nan)
+    if class_check:
+        class_teff = class_flags(flags, mean, data, lm, ood.range_tolerance(stats, k))
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
     table["spec_id"] = np.asarray(data.spec_id, dtype=str)
@@ -125,9 +138,34 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
         table[f"{name}_flag"] = outside_rec[:, j] & usable
     table["snr"] = snr
     table["ood_score"] = score
+    table["class_teff"] = class_teff
     table["flags"] = flags
     add_provenance_columns(table, data)
     return table
+
+
+def class_flags(flags: np.ndarray, mean: np.ndarray, data: SpectraChunk, lm,
+                range_tol) -> np.ndarray:
+    """Set CLASS_DISAGREE and OUT_OF_RANGE in ``flags`` (in place) from the header class of
+    ``data`` (:func:`apogee_net.lamost.sptype.class_check`; ``range_tol`` (k,) the
+    OUT_OF_RANGE tolerance); returns ``class_teff`` (NaN without a class). Skipped, with a
+    log line, when the input carries no class (a store written before it was kept) or the
+    model has no Teff label."""
+    n = len(mean)
+    if data.subclass is None or "teff" not in lm.label_names:
+        log.info("lamost predict: %s; spectral-class check skipped for %d row(s)",
+                 "the input has no header class (store written before class/subclass were "
+                 "kept: re-ingest to get the check)" if data.subclass is None
+                 else "the model has no teff label", n)
+        return np.full(n, np.nan)
+    j = lm.label_names.index("teff")
+    lo, hi = np.asarray(lm.label_range, float)
+    class_teff, disagree, outside = sptype.class_check(
+        mean[:, j], data.subclass, data.sp_class, train_range=(lo[j], hi[j]),
+        tol=float(np.asarray(range_tol, float)[j]))
+    flags[disagree] |= FLAGS["CLASS_DISAGREE"][0]
+    flags[outside] |= FLAGS["OUT_OF_RANGE"][0]
+    return class_teff
 
 
 def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = None,
@@ -140,7 +178,8 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
     100); ``batch_size``: rows per forward call (spectra × passes; default 128 on CPU, 8192
     on a GPU); ``chunk_size``: spectra per resumable part; ``amp``: forward passes in
     ``none`` (float32), ``bf16`` or ``fp16`` autocast; ``compile``: ``torch.compile`` the
-    network.
+    network; ``class_check``: compare Teff with the LAMOST header class (column
+    ``class_teff``, flag CLASS_DISAGREE, :mod:`apogee_net.lamost.sptype`).
     """
     o = resolve_options(LamostPredictOptions, options, kwargs)
     check_ints(passes=(o.passes, 1), batch_size=(o.batch_size, 1),
@@ -164,9 +203,9 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
 
     recorded = {"passes": o.passes, "seed": o.seed, "batch_size": batch_size,
                 "chunk_size": o.chunk_size, "device": str(dev), "amp": o.amp,
-                "compile": o.compile}
+                "compile": o.compile, "class_check": o.class_check}
     manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed, "amp": o.amp,
-                "compile": o.compile,
+                "compile": o.compile, "class_check": o.class_check,
                 "batch_size": batch_size, "chunk_size": o.chunk_size, "device": dev.type}
     meta = provenance("apogee-net lamost predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
@@ -177,11 +216,15 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                       IDCOL="spec_id: the LAMOST OBSID (store key)",
                       OODTHR="ood_score > 1 (dev 99th percentile)"
                       if lm.checkpoint["meta"].get("ood") else "no OOD statistics in model",
-                      RANGETOL=range_header(lm))
+                      RANGETOL=range_header(lm),
+                      CLASSCHK=(sptype.RULE if o.class_check else "off (--no-class-check)"),
+                      CLASSTAB="dwarf: Pecaut & Mamajek 2013 ApJS 208 9 Tab 5 (Mamajek "
+                      "2017.10.19 A0V-M5V); giant: Alonso et al. 1999 A&AS 140 261 Tab 1")
 
     def predict_fn(data, offset):
         with autocast(dev, o.amp):
-            return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size)
+            return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size,
+                                  class_check=o.class_check)
 
     path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, o.progress,
                           restart=o.restart)

@@ -107,7 +107,8 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
             if row is None:
                 continue
             n_used += 1
-            batch.extend(row if isinstance(row, list) else [(*row, source)])
+            # a row tuple: 7 store columns, then the writer's extra columns; source goes 8th
+            batch.extend(row if isinstance(row, list) else [(*row[:7], source, *row[7:])])
             if len(batch) >= batch_size:
                 writer.append(*map(list, zip(*batch, strict=True)))
                 batch = []
@@ -133,6 +134,10 @@ def fill_store(writer: StoreWriter, results, report: dict, *, total: int,
         raise
     return ids
 
+
+#: Optional string columns a part store may hold (the LAMOST header class, see
+#: :func:`apogee_net.lamost.ingest.prepare_file`), carried over when parts are merged.
+EXTRA_COLUMNS = ("lamost_class", "lamost_subclass")
 
 #: Input files per part of a sharded ingest (``torchrun``): each part is one small store.
 PART_FILES = 256
@@ -299,12 +304,14 @@ def _part_rows(parts: Path, groups: list[list[str]], merged: set[str]):
             cols = {c: h5[c][:] for c in ("flux", "error", "mask", "snr", "ra", "dec")}
             ids = decode_strings(h5["apogee_id"][:])
             sources = decode_strings(h5["source"][:])
+            extra = [decode_strings(h5[c][:]) for c in EXTRA_COLUMNS if c in h5]
         rows: dict[str, list] = {}
         for i, source in enumerate(sources):
             if source not in merged:
                 rows.setdefault(next(iter(_stored_files([source]))), []).append(
                     (cols["flux"][i], cols["error"][i], cols["mask"][i], ids[i],
-                     cols["snr"][i], cols["ra"][i], cols["dec"][i], source))
+                     cols["snr"][i], cols["ra"][i], cols["dec"][i], source,
+                     *(e[i] for e in extra)))
         reasons = {f["file"]: f["reason"] for f in
                    json.loads(_part_name(parts, k, "json").read_text())["failures"]}
         for name in group:

@@ -7,6 +7,9 @@ Layout (format version :data:`STORE_VERSION`), for ``n`` spectra of ``npix`` pix
   (:data:`CHUNK_ROWS`, npix), resizable along axis 0.
 - ``apogee_id`` (UTF-8 str), ``snr`` float32, ``ra``, ``dec`` float64 (deg), ``source`` (str:
   the file each row came from; unique), all (n,); ``wavelength`` (npix,) float64 (Å).
+- Optional per-row string columns named by the writer's ``extra`` (LAMOST:
+  ``lamost_class``, ``lamost_subclass``, the header CLASS/SUBCLASS); rows appended to a
+  store made without them hold "" for the older rows.
 - File attributes: ``kind`` ("apstar" or "lamost"), ``npix``, ``version``, ``provenance``
   (JSON), ``complete`` (bool), ``n_rows`` (rows committed; resume truncates to it),
   ``pixmask_bits`` (apStar: the PIXMASK bits stored as no data, e.g. "0,1,12").
@@ -142,13 +145,15 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike, npix: int, wavelength, kind: str = "apstar",
                  meta: dict | None = None, compression: str | None = COMPRESSION,
                  chunk_rows: int = CHUNK_ROWS, overwrite: bool = False,
-                 restart: bool = False, settings: dict | None = None):
+                 restart: bool = False, settings: dict | None = None,
+                 extra: tuple[str, ...] = ()):
         import h5py
 
         if kind not in KINDS:
             raise ValueError(f"store kind must be one of {KINDS}, got {kind!r}")
         self.path, self.part = Path(path), part_path(path)
         self.npix, self.kind, self.h5 = int(npix), kind, None
+        self.extra = tuple(extra)
         self.settings = json.dumps(settings or {}, sort_keys=True, default=str)
         wavelength = np.asarray(wavelength, dtype=np.float64)
         if wavelength.shape != (self.npix,):
@@ -184,6 +189,7 @@ class StoreWriter:
             else:
                 self.h5 = h5py.File(self.part, "w")
                 self._create(wavelength, meta, compression, chunk_rows)
+            self._add_extra_columns()
             self.h5.attrs["complete"] = False
             self._sources = set(decode_strings(self.h5["source"][:]))
         except BaseException:
@@ -214,6 +220,15 @@ class StoreWriter:
                          "provenance": json.dumps(prov, default=str), "n_rows": 0,
                          "settings": self.settings})
 
+    def _add_extra_columns(self) -> None:
+        """Create the ``extra`` string columns a store lacks ("" for its rows so far)."""
+        n = int(self.h5.attrs.get("n_rows", 0))
+        for name in self.extra:
+            if name not in self.h5:
+                # HDF5's fill value of a variable-length string: "" for the rows so far
+                self.h5.create_dataset(name, shape=(n,), maxshape=(None,),
+                                       dtype=_str_dtype(), chunks=(4096,))
+
     def _check_compatible(self, h5, where: Path, wavelength) -> None:
         """The store ``h5`` (at ``where``) can take this writer's rows: same kind, pixels,
         wavelength grid and settings."""
@@ -234,8 +249,9 @@ class StoreWriter:
 
     def _truncate_uncommitted(self) -> None:
         n = int(self.h5.attrs.get("n_rows", 0))
-        for name in ("flux", "error", "mask", *COLUMNS_1D):
-            if self.h5[name].shape[0] != n:  # a batch interrupted before it was committed
+        for name in ("flux", "error", "mask", *COLUMNS_1D, *self.extra):
+            # a batch interrupted before it was committed
+            if name in self.h5 and self.h5[name].shape[0] != n:
                 log.warning("store %s: dropping %d uncommitted row(s) of %s", self.part,
                             self.h5[name].shape[0] - n, name)
                 self.h5[name].resize(n, axis=0)
@@ -248,8 +264,9 @@ class StoreWriter:
         """Sources (file paths) already in the store."""
         return set(self._sources)
 
-    def append(self, flux, error, mask, apogee_id, snr, ra, dec, source) -> int:
-        """Append a batch of ``n`` rows (2-D arrays (n, npix), 1-D arrays/lists (n,)).
+    def append(self, flux, error, mask, apogee_id, snr, ra, dec, source, *extra) -> int:
+        """Append a batch of ``n`` rows (2-D arrays (n, npix), 1-D arrays/lists (n,));
+        ``extra``: one list of strings per column of the writer's ``extra``.
 
         ``error`` must be > 0 where there is data; non-finite errors are stored as NaN.
         ``source`` values must be new (not stored, not repeated). Returns the row count.
@@ -267,6 +284,11 @@ class StoreWriter:
                 "ra": np.atleast_1d(np.asarray(ra, np.float64)),
                 "dec": np.atleast_1d(np.asarray(dec, np.float64)),
                 "source": [str(x) for x in np.atleast_1d(source)]}
+        if len(extra) != len(self.extra):
+            raise ValueError(f"store {self.part}: {len(extra)} extra column(s) for "
+                             f"{self.extra}")
+        cols.update({name: [str(x) for x in np.atleast_1d(v)]
+                     for name, v in zip(self.extra, extra, strict=True)})
         for name, values in cols.items():
             if len(values) != n:
                 raise ValueError(f"store {self.part}: {len(values)} {name} value(s) for {n} rows")
@@ -283,8 +305,9 @@ class StoreWriter:
         error[~np.isfinite(error)] = np.nan
         start = len(self)
         for name, values in (("flux", flux), ("error", error), ("mask", mask),
-                             *((k, np.asarray(v, dtype=object) if k in ("apogee_id", "source")
-                                else v) for k, v in cols.items())):
+                             *((k, np.asarray(v, dtype=object)
+                                if k in ("apogee_id", "source", *self.extra) else v)
+                               for k, v in cols.items())):
             ds = self.h5[name]
             ds.resize(start + n, axis=0)
             ds[start:start + n] = values

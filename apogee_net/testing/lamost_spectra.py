@@ -266,11 +266,13 @@ def simulate_lamost(labels: dict[str, np.ndarray], snr=None, seed: int = 0,
 def write_lamost_fits(path: str | os.PathLike, wavelength: np.ndarray, flux: np.ndarray,
                       ivar: np.ndarray, z: float | None, snr_g: float = 50.0,
                       layout: str = "coadd", obsid: int | None = 1, ra: float = 10.0,
-                      dec: float = 20.0, cls: str = "STAR", subclass: str = "K1",
+                      dec: float = 20.0, cls: str = "STAR", subclass: str = "",
                       andmask: np.ndarray | None = None) -> Path:
     """Write one spectrum as a LAMOST LRS FITS file (``layout`` "coadd" = DR9+, "image" =
     DR1–DR8 (5, N)); ``.gz`` in the name compresses it. ``z=None`` leaves out the redshift
-    (for bad-input tests). Header as real files: COEFF0/COEFF1, Z, SNRG, CLASS, OBSID, DESIG."""
+    (for bad-input tests). Header as real files: COEFF0/COEFF1, Z, SNRG, CLASS, SUBCLASS,
+    OBSID, DESIG; SUBCLASS is empty unless given: a simulated spectrum has no LAMOST pipeline
+    class to be judged against (:mod:`apogee_net.lamost.sptype`)."""
     from astropy.io import fits
 
     path = Path(path)
