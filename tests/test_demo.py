@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,24 @@ def test_demo_pipeline_tiny(tmp_path, monkeypatch, capsys):
     assert f"{g}:{k['logg']:.4g},{k['teff']:.4g},{k['fe_h']:.4g}" in cat.meta["SIGSCALE"]
     assert rec["n"]["all"] == int(np.isin(np.asarray(labels["split"]).astype(str),
                                           ["cal", "test"]).sum())
+    # ... and applies them: each star's σ is the model's perturbation σ times the factor of
+    # its sigma_group, checked against the same spectra predicted again (same seed, so the
+    # same draws) by a copy of the model with the factors removed
+    from apogee_net.evaluation.report import store_sigma_scale
+    from apogee_net.inference.predict import predict_catalog
+
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes(Path(result["model"]).read_bytes())
+    store_sigma_scale(bare, {})
+    plain = Table.read(predict_catalog(bare, [tmp_path / "d" / "store.h5"], tmp_path / "p.fits",
+                                       realizations=3, device="cpu", seed=1, progress=False))
+    assert list(plain["apogee_id"]) == list(cat["apogee_id"])
+    np.testing.assert_allclose(cat["teff"], plain["teff"], rtol=1e-6)
+    groups = np.asarray(cat["sigma_group"]).astype(str)
+    for n in ("logg", "teff", "fe_h"):
+        k = np.array([rec["groups"].get(g, rec["groups"]["all"])[n] for g in groups])
+        assert np.ptp(k) > 0 or abs(k[0] - 1) > 1e-3  # the check can tell scaled from not
+        np.testing.assert_allclose(cat[f"{n}_err"], k * plain[f"{n}_err"], rtol=1e-5)
     # the adaptation's test report covers every group's test stars
     report = Table.read(tmp_path / "d" / "run_adapted" / "adapt_report.csv")
     for row in report:

@@ -177,6 +177,12 @@ def test_ingest_labels_train_predict_through_the_cli(tmp_path):
                  str(run), "--max-epochs", "2", "--filters", "2,2,2", "--hidden", "16,8",
                  "--device", "cpu", "--no-progress"]) == 0
     _check_input_is_centred_not_standardised(store, labels, run / "model.pt")
+    # Li et al. trained with astroNN, whose weighted loss under Keras' SUM_OVER_BATCH_SIZE is
+    # the batch mean of w_i*l_i, not sum(w*l)/sum(w): the CLI default reaches the training loop
+    # (the two reductions themselves: test_train.py::test_weighted_mean_reduction)
+    from yso_labels.core.checkpoint import read_checkpoint
+
+    assert read_checkpoint(run / "model.pt")["meta"]["train_options"]["weight_norm"] == "batch"
     cats = []
     for k in range(2):
         out = tmp_path / f"cat{k}.fits"
