@@ -292,6 +292,7 @@ def main() -> None:
     print(f"  CNN   {mae_cnn_sim[0]:7.1f} K  {mae_cnn_sim[1]:.3f}  {mae_cnn_sim[2]:.3f}")
     print(f"  ridge {mae_ridge_sim[0]:7.1f} K  {mae_ridge_sim[1]:.3f}  {mae_ridge_sim[2]:.3f}"
           f"   (alpha {alpha:g}, chosen on dev)")
+    print("  (simulated stores carry no LAMOST class: the class check does not run on them)")
     print(f"  flagged (any flag but SNR_BELOW_10): {sim_flagged.mean():.1%}; OOD "
           f"{((sim_pred['flags'] & flag_value('OOD')) != 0).mean():.1%}")
     print(f"\n{len(index)} real DR1 spectra vs LASP: MAE (bias) Teff / log g / [Fe/H]")
@@ -331,7 +332,11 @@ def main() -> None:
           f"{d[:, 0].max():.1f} K / {d[:, 1].max():.3f} / {d[:, 2].max():.3f}; flags changed "
           f"on {int((np.asarray(cat_b['flags']) != np.asarray(cat['flags'])).sum())} spectra")
 
-    arms = {"after": cat}
+    # the spectral-class check (apogee_net.lamost.sptype): the same rows without it
+    n_real = reports["after"]["n_rows"]
+    arms = {"no class check": predict_arrays(lm, read_chunk(
+        {"store": str(work / "real_after.h5"), "start": 0, "stop": n_real}, lm.npix),
+        passes=args.passes, seed=args.seed, class_check=False)[order], "after": cat}
     if args.before_model:
         lm_b = load_model(args.before_model, expect=BayesianCNN)
         n = reports["after"]["n_rows"]
@@ -352,6 +357,18 @@ def main() -> None:
               f"|dTeff| > {WRONG_TEFF_STRICT:.0f} K: {int(wrong_t.sum())}, unflagged "
               f"{int((wrong_t & ~f).sum())}; right (neither) and unflagged "
               f"{int((~wrong_a & ~wrong_t & ~f).sum())} of {int((~wrong_a & ~wrong_t).sum())}")
+        disagree = (np.asarray(c["flags"]) & FLAGS["CLASS_DISAGREE"][0]) != 0
+        print(f"          CLASS_DISAGREE {int(disagree.sum())}: on wrong rows "
+              f"{int((disagree & (wrong_a | wrong_t)).sum())}, on right rows (false alarms) "
+              f"{int((disagree & ~wrong_a & ~wrong_t).sum())}"
+              + "".join(f"\n            false alarm {index['file'][i]} {index['subclass'][i]}"
+                        f" class_teff {c['class_teff'][i]:.0f}: LASP {lasp[i, 0]:.0f} K, CNN "
+                        f"{lab[i, 0]:.0f} K" for i in np.flatnonzero(
+                            disagree & ~wrong_a & ~wrong_t)))
+        for i in np.flatnonzero((wrong_a | wrong_t) & ~f):
+            print(f"          wrong, unflagged: {index['file'][i]} {index['subclass'][i]:>5s} "
+                  f"LASP {lasp[i, 0]:.0f} K {lasp[i, 1]:.2f} {lasp[i, 2]:+.2f} -> CNN "
+                  f"{lab[i, 0]:.0f} K {lab[i, 1]:.2f} {lab[i, 2]:+.2f}")
     trusted_or_flagged(lm, cat, "60 learninglamost")
     files = sorted(FORMATS.glob("*.fits*"))
     if files:
@@ -363,7 +380,8 @@ def main() -> None:
         for f, r in zip(files, cat_f, strict=True):
             print(f"  {f.name:42s} S/N {r['snr']:6.1f}  Teff {r['teff']:6.0f}±{r['teff_err']:4.0f}"
                   f"  logg {r['logg']:5.2f}±{r['logg_err']:.2f}  [Fe/H] {r['fe_h']:+.2f}±"
-                  f"{r['fe_h_err']:.2f}  ood {r['ood_score']:7.2f}  flags {r['flags']}")
+                  f"{r['fe_h_err']:.2f}  ood {r['ood_score']:7.2f}  flags {r['flags']}  "
+                  f"class {read_lamost(f).subclass!r} {r['class_teff']:.0f} K")
         trusted_or_flagged(lm, cat_f, "10 formats")
 
     # prediction speed with and without the OOD score (same weights, statistics removed;

@@ -68,24 +68,28 @@ def test_real_header_classes_parse():
 
 
 def test_interval_rule():
-    # class V: dwarf Teff 2 subtypes either side (G5V: G7V 5530 K .. G3V 5720 K)
-    assert class_interval(SpType(25.0, "V")) == (5530.0, 5720.0)
-    # no luminosity class: the cool end allows a giant 2 subtypes later (G7III 4920 K)
-    assert class_interval(SpType(25.0, "")) == (4920.0, 5720.0)
+    # class V: dwarf Teff N subtypes either side (G5V, N = 2: G7V 5530 K .. G3V 5720 K)
+    assert class_interval(SpType(25.0, "V"), 2) == (5530.0, 5720.0)
+    # no luminosity class: the cool end allows a giant N subtypes later (G7III 4920 K)
+    assert class_interval(SpType(25.0, ""), 2) == (4920.0, 5720.0)
+    # the default N = 5: G5V from K0V 5280 K to G0V 5920 K; G5 down to K0III 4660 K
+    assert class_interval(SpType(25.0, "V")) == (5280.0, 5920.0)
+    assert class_interval(SpType(25.0, "")) == (4660.0, 5920.0)
     # A0: nothing hotter in the table, the hot end is open
     assert class_interval(SpType(0.0, "V"))[1] == np.inf
 
 
 def test_class_check_flags_constructed_rows():
-    teff = np.array([4640.0, 6000.0, np.nan, 9000.0, 4200.0, 4500.0, 5000.0])
+    teff = np.array([4640.0, 6000.0, np.nan, 7000.0, 4200.0, 4500.0, 5000.0])
     subclass = ["F9", "F9", "F9", "A4III", "K7", "dM5", "Non"]
     classes = ["STAR"] * 6 + ["QSO"]
     class_teff, disagree, outside = class_check(teff, subclass, classes,
                                                 train_range=(4300.0, 5900.0), tol=100.0)
     np.testing.assert_array_equal(class_teff[:6], [6040, 6040, 6040, 8270, 4070, 3030])
     assert np.isnan(class_teff[6])
-    # F9 interval (F9 giant ... F7V 6240 K): 4640 K is out, 6000 K in; NaN Teff not judged;
-    # A4III called 9000 K: out of (A6III, A2V 8840 K); dM5 at 4500 K: out; QSO never
+    # F9 interval (G4III 5180 K .. F4V 6640 K): 4640 K is out, 6000 K in; NaN Teff not
+    # judged; A4III called 7000 K: below A9III (A9V 7440 - 174 K); dM5 at 4500 K: above
+    # M0V 3870 K; K7 at 4200 K: inside (M2III .. K2V 5040 K); QSO never
     np.testing.assert_array_equal(disagree, [True, False, False, True, False, True, False])
     # whole interval beyond 4300-5900 K +- 100 K: the A star and the M5 dwarf; K7 overlaps
     np.testing.assert_array_equal(outside, [False, False, False, True, False, True, False])
