@@ -369,6 +369,21 @@ def main() -> None:
             print(f"          wrong, unflagged: {index['file'][i]} {index['subclass'][i]:>5s} "
                   f"LASP {lasp[i, 0]:.0f} K {lasp[i, 1]:.2f} {lasp[i, 2]:+.2f} -> CNN "
                   f"{lab[i, 0]:.0f} K {lab[i, 1]:.2f} {lab[i, 2]:+.2f}")
+    # the class interval itself, judged by LASP's Teff (an independent fit of the same
+    # spectra) and by half: N_SUBTYPES was set on the even file numbers (sptype module doc)
+    from apogee_net.lamost.sptype import N_SUBTYPES, class_check
+
+    lasp_out = class_check(lasp[:, 0], [str(x) for x in index["subclass"]])[1]
+    even = np.array([int(str(f)[-8:-5]) % 2 == 0 for f in index["file"]])
+    c0 = arms["no class check"]
+    f0 = (np.asarray(c0["flags"]) != 0) | outside
+    f1 = (np.asarray(cat["flags"]) != 0) | outside
+    wrong_any = (np.abs(cnn - lasp) > WRONG).any(axis=1)
+    for name, sel in (("even (set N on)", even), ("odd (reported)", ~even)):
+        print(f"  class check N = {N_SUBTYPES:g}, {name}: LASP Teff outside its class "
+              f"interval {int(lasp_out[sel].sum())}/{int(sel.sum())}; wrong and unflagged "
+              f"{int((wrong_any & ~f0)[sel].sum())} without the check, "
+              f"{int((wrong_any & ~f1)[sel].sum())} with it")
     trusted_or_flagged(lm, cat, "60 learninglamost")
     files = sorted(FORMATS.glob("*.fits*"))
     if files:
