@@ -292,7 +292,7 @@ class LamostPredictOptions:
     amp: str = option("none", AMP_HELP, choices=AMP_CHOICES)
     compile: bool = option(False, COMPILE_HELP)
     progress: bool = option(True, None)
-    class_check: bool = option(True, "--no-class-check: do not compare Teff with the LAMOST "
+    class_check: bool = option(True, "do not compare Teff with the LAMOST "
                                "pipeline's spectral class (column class_teff, flag "
                                "CLASS_DISAGREE; apogee_net.lamost.sptype)")
 
