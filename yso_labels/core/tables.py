@@ -219,7 +219,9 @@ def write_table(table: Table, path: str | os.PathLike, meta: Mapping | None = No
     with atomic_write(final) as tmp:
         if name.endswith((".fits", ".fit")):
             table.meta.update({k[:70]: v for k, v in meta.items()})
-            with quiet_units():
+            with quiet_units():  # long keys become HIERARCH cards, as intended: no warning
+                warnings.filterwarnings("ignore", "Keyword name .* HIERARCH card",
+                                        fits.verify.VerifyWarning)
                 table.write(tmp, format="fits", overwrite=True)
         elif name.endswith(".csv"):
             table.meta["comments"] = [f"{k} = {v}" for k, v in meta.items()]
