@@ -140,12 +140,14 @@ def real_rows(lm, path, args) -> None:
     from astropy.table import Table
 
     from apogee_net.inference.predict import predict_catalog
+    from yso_labels.core.tables import quiet_units
 
     with tempfile.TemporaryDirectory() as tmp:
         out = predict_catalog(path, REAL, Path(tmp) / "cat.fits", realizations=args.realizations,
                               visits=True, emulator=args.emulator, device="cpu",
                               progress=False, workers=0)
-        cat = Table.read(out, mask_invalid=False)
+        with quiet_units():  # TUNIT 'dex' is kept as text
+            cat = Table.read(out, mask_invalid=False)
     print(f"  FITCHECK: {cat.meta.get('FITCHECK')}")
     for r in cat:
         print(f"  {r['apogee_id']} visit {r['visit']}: logg {r['logg']:.3f}±{r['logg_err']:.3f}"
