@@ -295,6 +295,10 @@ class LamostPredictOptions:
     class_check: bool = option(True, "do not compare Teff with the LAMOST "
                                "pipeline's spectral class (column class_teff, flag "
                                "CLASS_DISAGREE; apogee_net.lamost.sptype)")
+    photometry: str | None = option(None, "table of Gaia photometry by position (ra, dec, G, "
+                                    "parallax, parallax_error[, a_g]; e.g. from yso-labels "
+                                    "fetch-photometry): flag LUM_DISAGREE when log g is outside "
+                                    "what the luminosity allows (apogee_net.lamost.lumcheck)")
 
 
 # --------------------------------------------------------------------------- §3.4, evaluation

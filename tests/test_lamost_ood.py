@@ -7,6 +7,8 @@ pinned here.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,45 @@ def test_every_real_lamost_spectrum_trusted_or_flagged(lamost_run, tmp_path):
     assert class_out.sum() >= 10  # 14 A stars and a dM5 among them
     np.testing.assert_array_equal(out[readable], (~inside | class_out)[readable])
     assert np.isfinite(cat["ood_score"][readable]).all()
+
+
+def test_gaia_parallax_checks_log_g_on_real_files(lamost_run, tmp_path):
+    """``lamost predict --photometry``: real DR1 files matched by position to a hand-built
+    Gaia table. 06-010 (a K3 dwarf by LASP, 4,729 K / 4.60) gets a K dwarf's G and parallax
+    (M_G 6.5 at 125 pc), so its allowed log g lies above 3.8 and LUM_DISAGREE is set
+    exactly when the network's log g is outside the interval; 06-045's parallax is below
+    5σ (no interval) and 06-003 has no Gaia row. Without the table the columns are NaN
+    and the header says the check is off."""
+    from apogee_net.lamost.lumcheck import logg_interval
+    from apogee_net.lamost.predict import FLAGS
+
+    model, _, _ = lamost_run
+    index = Table.read(str(shared_file("lamost", "learninglamost",
+                                       "index_with_lasp_labels.csv")), format="ascii.csv")
+    names = ["spec-55862-B6212_sp06-010.fits", "spec-55862-B6212_sp06-045.fits",
+             "spec-55862-B6212_sp06-003.fits"]
+    rows = [int(np.flatnonzero(index["file"] == n)[0]) for n in names]
+    phot = Table({"ra": np.asarray(index["ra"], float)[rows[:2]] + 0.3 / 3600,
+                  "dec": np.asarray(index["dec"], float)[rows[:2]],
+                  "G": [6.5 + 5 * np.log10(125.0) - 5, 14.0],
+                  "parallax": [8.0, 0.5], "parallax_error": [0.02, 0.2]})
+    phot.write(tmp_path / "gaia.csv")
+    files = [str(shared_file("lamost", "learninglamost", n)) for n in names]
+    cat = Table.read(predict_lamost(model, files, tmp_path / "c.fits", passes=4, device="cpu",
+                                    progress=False, photometry=str(tmp_path / "gaia.csv")),
+                     mask_invalid=False)
+    assert "Gaia G + parallax" in cat.meta["LUMCHK"] and "gaia.csv" in cat.meta["LUMCHK"]
+    order = [[Path(f).name for f in cat["file"]].index(n) for n in names]
+    cat = cat[order]  # the catalogue follows the sorted input list
+    low, high = logg_interval([cat["teff"][0]], [phot["G"][0]], [8.0], [0.02])
+    np.testing.assert_allclose([cat["lum_logg_lo"][0], cat["lum_logg_hi"][0]],
+                               [low[0], high[0]])
+    assert cat["lum_logg_lo"][0] > 3.8
+    assert np.isnan(cat["lum_logg_lo"][1:]).all() and np.isnan(cat["lum_logg_hi"][1:]).all()
+    bit = FLAGS["LUM_DISAGREE"][0]
+    outside = (cat["logg"] < cat["lum_logg_lo"]) | (cat["logg"] > cat["lum_logg_hi"])
+    np.testing.assert_array_equal((np.asarray(cat["flags"]) & bit) != 0, outside)
+    assert outside[0]  # this 3-epoch network calls the dwarf log g ~3.2: flagged
+    plain = Table.read(predict_lamost(model, files[:1], tmp_path / "p.fits", passes=4,
+                                      device="cpu", progress=False), mask_invalid=False)
+    assert plain.meta["LUMCHK"].startswith("off") and np.isnan(plain["lum_logg_lo"]).all()

@@ -58,6 +58,13 @@ COLUMNS: tuple[tuple[str, object, str, str], ...] = (
      "Mamajek 2013 Table 5, apogee_net.lamost.sptype); NaN when the file has none, the "
      "class is not STAR, the type is outside A0-M5, or the check is off; sets "
      "CLASS_DISAGREE / OUT_OF_RANGE"),
+    ("lum_logg_lo", DEX, "lamost",
+     "lowest log g allowed by the star's Gaia G and parallax (--photometry; masses "
+     "0.3-3 Msun, parallax +-2 sigma, A_G; BC_G of Andrae et al. 2018; "
+     "apogee_net.lamost.lumcheck); NaN without a match within 1 arcsec, with parallax/sigma "
+     "< 5, Teff outside 3300-8000 K, or no --photometry; log g outside lo-hi sets "
+     "LUM_DISAGREE"),
+    ("lum_logg_hi", DEX, "lamost", "highest log g allowed by the same (see lum_logg_lo)"),
     ("flags", None, "apogee, lamost", "bit flags, see the flag table below"),
     ("sigma_group", None, "apogee",
      "group whose sigma calibration factor was applied: yso, mstar, dwarf or giant, "

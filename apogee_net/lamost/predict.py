@@ -16,7 +16,10 @@ pass with dropout off; NaN for a model without OOD statistics) and ``flags`` (bi
 than 2 dev scatters, :func:`apogee_net.network.ood.range_tolerance`;
 UNPHYSICAL, outside the physically possible range; OOD, ``ood_score`` > 1;
 CLASS_DISAGREE, Teff outside the interval consistent with the LAMOST pipeline's own spectral
-class, ``class_teff`` that class's dwarf Teff, :mod:`apogee_net.lamost.sptype`). Pixels outside
+class, ``class_teff`` that class's dwarf Teff, :mod:`apogee_net.lamost.sptype`;
+LUM_DISAGREE, log g outside ``lum_logg_lo``–``lum_logg_hi``, the interval allowed by the Gaia
+G and parallax of a photometry table given with ``photometry``,
+:mod:`apogee_net.lamost.lumcheck`). Pixels outside
 the training spectra's coverage are treated as having no data, as for APOGEE Net.
 """
 
@@ -39,7 +42,7 @@ from apogee_net.inference.predict import (
 )
 from apogee_net.inference.streaming import input_list, parts_path, stream_predict
 from apogee_net.inference.uncertainty import check_realizations
-from apogee_net.lamost import sptype
+from apogee_net.lamost import lumcheck, sptype
 from apogee_net.lamost.labels import recommended_flags
 from apogee_net.lamost.mc import DEFAULT_PASSES, default_max_rows, mc_predict
 from apogee_net.lamost.model import BayesianCNN
@@ -61,7 +64,9 @@ FLAGS = {**APOGEE_FLAGS,
          "CLASS_DISAGREE": (1024, "Teff outside the interval consistent with the LAMOST "
                             "pipeline's own spectral class (header SUBCLASS; "
                             "apogee_net.lamost.sptype); OUT_OF_RANGE is also set when that "
-                            "whole interval lies outside the training Teff range")}
+                            "whole interval lies outside the training Teff range"),
+         "LUM_DISAGREE": (2048, "log g outside the interval allowed by the star's Gaia G and "
+                          "parallax (--photometry; apogee_net.lamost.lumcheck)")}
 if len({v[0] for v in FLAGS.values()}) != len(FLAGS):  # a bit must never mean two things
     raise RuntimeError("LAMOST flag bits collide with the APOGEE catalogue's")
 
@@ -86,12 +91,14 @@ def read_lamost_chunk(files: list[str], npix: int) -> SpectraChunk:
 
 
 def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: int = 0,
-                   offset: int = 0, batch_size: int = 128, class_check: bool = True) -> Table:
+                   offset: int = 0, batch_size: int = 128, class_check: bool = True,
+                   photometry: Table | None = None) -> Table:
     """Catalogue rows for the spectra ``data`` (:func:`read_lamost_chunk`, or
     :func:`apogee_net.inference.chunks.read_chunk` for a store). The dropout masks of a chunk
     come from a torch generator seeded by (``seed``, ``offset``), so a resumed run repeats
     the same numbers. ``class_check``: compare Teff with the header class
-    (:func:`class_flags`)."""
+    (:func:`class_flags`); ``photometry``: a table of Gaia G and parallaxes
+    (:func:`apogee_net.lamost.lumcheck.read_photometry`) to check log g against."""
     flux, error = ood.restrict_to_coverage(data.flux, data.error,
                                            ood.coverage(lm.preprocess.flux_scaler))
     n, k = len(flux), len(lm.label_names)
@@ -125,6 +132,12 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
     class_teff = np.full(n, np.nan)
     if class_check:
         class_teff = class_flags(flags, mean, data, lm, ood.range_tolerance(stats, k))
+    lum_lo, lum_hi = np.full(n, np.nan), np.full(n, np.nan)
+    if photometry is not None and {"teff", "logg"} <= set(lm.label_names):
+        lum_lo, lum_hi, disagree = lumcheck.lum_check(
+            mean[:, lm.label_names.index("teff")], mean[:, lm.label_names.index("logg")],
+            data.ra, data.dec, photometry)
+        flags[disagree] |= FLAGS["LUM_DISAGREE"][0]
     outside_rec = recommended_flags(mean, lm.label_names)
     table = Table()
     table["spec_id"] = np.asarray(data.spec_id, dtype=str)
@@ -139,6 +152,7 @@ def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: i
     table["snr"] = snr
     table["ood_score"] = score
     table["class_teff"] = class_teff
+    table["lum_logg_lo"], table["lum_logg_hi"] = lum_lo, lum_hi
     table["flags"] = flags
     add_provenance_columns(table, data)
     return table
@@ -179,12 +193,18 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
     on a GPU); ``chunk_size``: spectra per resumable part; ``amp``: forward passes in
     ``none`` (float32), ``bf16`` or ``fp16`` autocast; ``compile``: ``torch.compile`` the
     network; ``class_check``: compare Teff with the LAMOST header class (column
-    ``class_teff``, flag CLASS_DISAGREE, :mod:`apogee_net.lamost.sptype`).
+    ``class_teff``, flag CLASS_DISAGREE, :mod:`apogee_net.lamost.sptype`); ``photometry``:
+    a table of Gaia G and parallaxes by position (columns ``ra, dec, G, parallax,
+    parallax_error``, optional ``a_g``; e.g. from ``yso-labels fetch-photometry``) to check
+    log g against the luminosity (columns ``lum_logg_lo/hi``, flag LUM_DISAGREE,
+    :mod:`apogee_net.lamost.lumcheck`).
     """
     o = resolve_options(LamostPredictOptions, options, kwargs)
     check_ints(passes=(o.passes, 1), batch_size=(o.batch_size, 1),
                chunk_size=(o.chunk_size, 1), seed=(o.seed, 0))
-    check_outputs([out, parts_path(out)], [model, *input_list(inputs)])
+    extra = [o.photometry] if o.photometry else []
+    check_outputs([out, parts_path(out)], [model, *input_list(inputs), *extra])
+    phot = lumcheck.read_photometry(o.photometry) if o.photometry else None
     dev = resolve_device(o.device)
     autocast(dev, o.amp)  # checks the name before any work
     lm = load_model(model, device=dev, expect=BayesianCNN)
@@ -203,9 +223,11 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
 
     recorded = {"passes": o.passes, "seed": o.seed, "batch_size": batch_size,
                 "chunk_size": o.chunk_size, "device": str(dev), "amp": o.amp,
-                "compile": o.compile, "class_check": o.class_check}
+                "compile": o.compile, "class_check": o.class_check,
+                "photometry": o.photometry}
     manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed, "amp": o.amp,
                 "compile": o.compile, "class_check": o.class_check,
+                "photometry_sha256": None if phot is None else lumcheck.table_sha256(phot),
                 "batch_size": batch_size, "chunk_size": o.chunk_size, "device": dev.type}
     meta = provenance("apogee-net lamost predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
@@ -219,12 +241,14 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                       RANGETOL=range_header(lm),
                       CLASSCHK=(sptype.RULE if o.class_check else "off (--no-class-check)"),
                       CLASSTAB="dwarf: Pecaut & Mamajek 2013 ApJS 208 9 Tab 5 (Mamajek "
-                      "2017.10.19 A0V-M5V); giant: Alonso et al. 1999 A&AS 140 261 Tab 1")
+                      "2017.10.19 A0V-M5V); giant: Alonso et al. 1999 A&AS 140 261 Tab 1",
+                      LUMCHK=(f"{lumcheck.RULE}; photometry {o.photometry}" if o.photometry
+                              else "off (no --photometry)"))
 
     def predict_fn(data, offset):
         with autocast(dev, o.amp):
             return predict_arrays(lm, data, o.passes, o.seed, offset, batch_size,
-                                  class_check=o.class_check)
+                                  class_check=o.class_check, photometry=phot)
 
     path = stream_predict(chunks, read_fn, predict_fn, out, meta, manifest, o.progress,
                           restart=o.restart)
