@@ -45,7 +45,14 @@ from yso_labels.catalog_cache import (
     with_retries,
 )
 from yso_labels.core.options import resolve_options
-from yso_labels.core.tables import DEX, TableError, provenance, read_table, write_table
+from yso_labels.core.tables import (
+    DEX,
+    TableError,
+    float_column,
+    provenance,
+    read_table,
+    write_table,
+)
 from yso_labels.options import FetchOptions
 
 log = logging.getLogger(__name__)
@@ -153,8 +160,8 @@ def plan_targets(table: Table) -> Table:
         col = table["apogee_id"]
         ids = ["" if m else (v.decode() if isinstance(v, bytes) else str(v)).strip()
                for v, m in zip(col, _isnull(col), strict=True)]
-    ra_in = _float(table["ra"]) if "ra" in table.colnames else np.full(n, np.nan)
-    dec_in = _float(table["dec"]) if "dec" in table.colnames else np.full(n, np.nan)
+    ra_in = float_column(table["ra"]) if "ra" in table.colnames else np.full(n, np.nan)
+    dec_in = float_column(table["dec"]) if "dec" in table.colnames else np.full(n, np.nan)
     pos_ok = np.isfinite(ra_in) & np.isfinite(dec_in) & (ra_in >= 0) & (ra_in < 360) \
         & (np.abs(dec_in) <= 90)
     plan = Table({"row_id": np.arange(n, dtype=np.int64), "apogee_id": ids,
@@ -227,7 +234,7 @@ def build_adql(route: str, gaia_release: str = "dr3", gr_source: str = "sdss",
 def gaia_mag_error(flux_over_error, sigma0: float = 0.0) -> np.ndarray:
     """Gaia magnitude uncertainty (mag): sqrt((2.5/ln 10 / (F/σ_F))² + σ0²), with σ0 the
     passband zero-point uncertainty (Riello et al. 2021, A&A 649, A3; Gaia EDR3 docs)."""
-    foe = _float(flux_over_error)
+    foe = float_column(flux_over_error)
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.hypot(2.5 / np.log(10.0) / foe, sigma0)
     return np.where(foe > 0, err, np.nan)
@@ -246,10 +253,10 @@ def propagate(ra, dec, pmra, pmdec, dt_yr) -> tuple[np.ndarray, np.ndarray]:
 
     from astropy.coordinates import SkyCoord
 
-    ra, dec = _float(ra), _float(dec)
-    dt = np.broadcast_to(np.nan_to_num(_float(dt_yr)), ra.shape)
-    pmra = np.broadcast_to(np.nan_to_num(_float(pmra)), ra.shape)
-    pmdec = np.broadcast_to(np.nan_to_num(_float(pmdec)), ra.shape)
+    ra, dec = float_column(ra), float_column(dec)
+    dt = np.broadcast_to(np.nan_to_num(float_column(dt_yr)), ra.shape)
+    pmra = np.broadcast_to(np.nan_to_num(float_column(pmra)), ra.shape)
+    pmdec = np.broadcast_to(np.nan_to_num(float_column(pmdec)), ra.shape)
     out_ra, out_dec = ra.copy(), dec.copy()
     ok = np.isfinite(ra) & np.isfinite(dec) & ((pmra != 0) | (pmdec != 0)) & (dt != 0)
     if ok.any():
@@ -275,13 +282,13 @@ def assemble_photometry(plan: Table, id_rows: Table | None, pos_rows: Table | No
     if rows is not None and len(rows):
         rid = np.asarray(rows["row_id"], dtype=np.int64)
         has_gaia = ~_isnull(rows["source_id"])
-        xm_sep = _float(rows["xm_sep"])
+        xm_sep = float_column(rows["xm_sep"])
         ra_ep, dec_ep = propagate(rows["gaia_ra"], rows["gaia_dec"], rows["pmra"],
-                                  rows["pmdec"], epoch - _float(rows["ref_epoch"]))
+                                  rows["pmdec"], epoch - float_column(rows["ref_epoch"]))
         route = np.asarray(plan["route"])[rid]
         pos_sep = angular_separation(ra_ep * u.deg, dec_ep * u.deg,
-                                     _float(plan["ra"])[rid] * u.deg,
-                                     _float(plan["dec"])[rid] * u.deg).to_value(u.arcsec)
+                                     float_column(plan["ra"])[rid] * u.deg,
+                                     float_column(plan["dec"])[rid] * u.deg).to_value(u.arcsec)
         # a 2mass_id row's Gaia candidates are those whose best neighbour is that 2MASS source
         cand = np.where(route == "2mass_id", np.isfinite(xm_sep), has_gaia)
         score = np.nan_to_num(np.where(route == "2mass_id", xm_sep, pos_sep), nan=np.inf)
@@ -304,7 +311,7 @@ def assemble_photometry(plan: Table, id_rows: Table | None, pos_rows: Table | No
     def take(name: str, ok: np.ndarray = picked) -> np.ndarray:
         vals = np.full(n, np.nan)
         if rows is not None and ok.any():
-            vals[ok] = _float(rows[name])[best[ok]]
+            vals[ok] = float_column(rows[name])[best[ok]]
         return vals
 
     sigma0 = RELEASES[gaia_release]["sigma0"]
@@ -461,10 +468,6 @@ def fetch_photometry(input: str | os.PathLike, output: str | os.PathLike,
     out.meta.pop("n_cached", None)
     write_table(out, output, meta)
     return out
-
-
-def _float(col) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), dtype=float)
 
 
 def _isnull(col) -> np.ndarray:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from astropy.table import Table
 
+from yso_labels.core.tables import float_column
 from yso_labels.extinction import band_ratios
 from yso_labels.isochrones import interpolate, mass_coverage, require_bands
 from yso_labels.synthetic import (
@@ -174,4 +175,4 @@ def _ratios_at(k_nodes: np.ndarray, av: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _col(table: Table, name: str) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(table[name], float), np.nan))
+    return float_column(table[name])

@@ -27,7 +27,7 @@ from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import resolve_device, seed_everything
 from yso_labels.core.sanity import missing_magnitudes
 from yso_labels.core.scaling import Standardiser
-from yso_labels.core.tables import TableError, read_meta, read_table
+from yso_labels.core.tables import TableError, float_column, read_meta, read_table
 from yso_labels.core.training import ArrayDataset, TrainOptions, fit, standardised_mse
 from yso_labels.isochrones import BANDS
 from yso_labels.options import PhotcnnEvaluateOptions, PhotcnnPredictOptions, PhotcnnTrainOptions
@@ -158,12 +158,12 @@ def build_inputs(table: Table, bands: Sequence[str], use_radius_lum: bool = True
 def _magnitudes(column) -> np.ndarray:
     """A magnitude column (mag) with masked values and missing-value codes (99, −99, ...;
     :func:`yso_labels.core.sanity.missing_magnitudes`) as NaN (treated as undetected)."""
-    m = np.asarray(np.ma.filled(np.ma.asarray(column, float), np.nan))
+    m = float_column(column)
     return np.where(missing_magnitudes(m), np.nan, m)
 
 
 def _col(table: Table, name: str) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(table[name], float), np.nan))
+    return float_column(table[name])
 
 
 def build_targets(table: Table, where: str = "training table") -> np.ndarray:

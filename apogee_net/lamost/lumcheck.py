@@ -30,7 +30,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from apogee_net.inference.streaming import array_sha256
-from yso_labels.core.tables import read_table
+from yso_labels.core.tables import float_column, read_table
 from yso_labels.luminosity import log_luminosity, logg_from_luminosity
 
 __all__ = ["MASS_RANGE", "N_SIGMA", "A_G_UNKNOWN", "MIN_PARALLAX_SNR", "MATCH_RADIUS",
@@ -56,15 +56,10 @@ RULE = (f"log g allowed by Gaia G + parallax (BC_G Andrae+2018, IAU 2015 solar v
         f"match {MATCH_RADIUS:g} arcsec")
 
 
-def _floats(col) -> np.ndarray:
-    """A column as float, masked entries NaN."""
-    return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
-
-
 def table_sha256(phot: Table) -> str:
     """SHA-256 of the columns the check uses (a resumed run must use the same table)."""
     cols = [c for c in (*REQUIRED, "a_g") if c in phot.colnames]
-    return array_sha256(np.column_stack([_floats(phot[c]) for c in cols]))
+    return array_sha256(np.column_stack([float_column(phot[c]) for c in cols]))
 
 
 def read_photometry(path) -> Table:
@@ -79,7 +74,7 @@ def match_photometry(ra, dec, phot: Table, radius: float = MATCH_RADIUS) -> np.n
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
     out = np.full(ra.size, -1)
     ok = np.isfinite(ra) & np.isfinite(dec)
-    p_ra, p_dec = _floats(phot["ra"]), _floats(phot["dec"])
+    p_ra, p_dec = float_column(phot["ra"]), float_column(phot["dec"])
     rows = np.flatnonzero(np.isfinite(p_ra) & np.isfinite(p_dec))
     if not ok.any() or rows.size == 0:
         return out
@@ -120,10 +115,10 @@ def lum_check(teff, logg, ra, dec, phot: Table | None) -> tuple[np.ndarray, np.n
         hit = idx >= 0
         if hit.any():
             rows = phot[idx[hit]]
-            a_g = _floats(rows["a_g"]) if "a_g" in rows.colnames else None
-            low[hit], high[hit] = logg_interval(np.asarray(teff, float)[hit], _floats(rows["G"]),
-                                                _floats(rows["parallax"]),
-                                                _floats(rows["parallax_error"]), a_g)
+            a_g = float_column(rows["a_g"]) if "a_g" in rows.colnames else None
+            low[hit], high[hit] = logg_interval(
+                np.asarray(teff, float)[hit], float_column(rows["G"]),
+                float_column(rows["parallax"]), float_column(rows["parallax_error"]), a_g)
     logg = np.asarray(logg, float)
     with np.errstate(invalid="ignore"):
         disagree = np.isfinite(logg) & np.isfinite(low) & ((logg < low) | (logg > high))

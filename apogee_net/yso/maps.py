@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from apogee_net.yso.selection import age_bin_table, check_vertices
 from yso_labels.core.figures import save_figure
+from yso_labels.core.tables import float_column
 
 #: Olney et al. 2020 Fig. 6: PARSEC isochrone ages (Myr) and evolutionary tracks (M☉).
 ISOCHRONE_AGES_MYR = (1, 2, 5, 10, 20, 50, 100, 200, 300)
@@ -47,7 +48,7 @@ def tex_age(text: str) -> str:
 
 
 def _col(table: Table, name: str) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(table[name]).astype(float), np.nan))
+    return float_column(table[name])
 
 
 def galactic(table: Table) -> tuple[np.ndarray, np.ndarray]:

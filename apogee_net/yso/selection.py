@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from astropy.table import Table
 
-from yso_labels.core.tables import TableError, check_columns, read_table
+from yso_labels.core.tables import TableError, check_columns, float_column, read_table
 from yso_labels.regions import default_regions, nearest_region
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _floats(table: Table, name: str, where: str = "catalogue") -> np.ndarray:
     """Column ``name`` as float64 with masked entries as NaN; TableError if not numeric."""
     col = table[name]
     try:
-        return np.asarray(np.ma.filled(np.ma.asarray(col).astype(float), np.nan), float)
+        return float_column(col)
     except (TypeError, ValueError) as exc:
         raise TableError(f"{where}: column {name} must be numeric (got {col.dtype})") from exc
 

@@ -39,6 +39,11 @@ def quiet_units():
         yield
 
 
+def float_column(col) -> np.ndarray:
+    """A table column (or array) as float64 with masked entries NaN."""
+    return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), dtype=float)
+
+
 #: Photometry and astrometry columns (magnitudes in mag, parallax in mas).
 PHOTOMETRY_COLUMNS = (
     "apogee_id", "ra", "dec", "g", "r", "G", "BP", "RP", "J", "H", "K", "W1", "W2", "W3",
