@@ -3,7 +3,7 @@
 Three relations, each a small function over arrays:
 
 * :func:`bolometric_correction_g`: BC_G(Teff) of Andrae et al. (2018, A&A 616, A8), eq. 7 and
-  Table 8 (the Gaia DR2 FLAME bolometric correction; Gaia DR2 documentation §8.3.3), a
+  Table 8 (the Gaia DR2 FLAME bolometric correction; Gaia DR2 documentation, chapter 8, FLAME), a
   fourth-order polynomial in Teff − 5772 K with one coefficient set for 4000–8000 K and one
   for 3300–4000 K; NaN outside 3300–8000 K.
 * :func:`log_luminosity`: log10 L/L☉ = (M_bol,☉ − M_bol)/2.5 with M_bol = M_G − A_G + BC_G and
