@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LABELS", "CORE_LABELS", "label_ranges", "treat_labels", "from_dr12_columns",
            "weight_table",
-           "apply_weights", "feh_weights", "crossmatch_sky", "crossmatch_lamost_apogee",
+           "apply_weights", "feh_weights", "SkyIndex", "crossmatch_sky", "crossmatch_lamost_apogee",
            "recommended_flags", "WEIGHT_STANDARD"]
 
 #: Label order of the network (Li et al. abstract): Teff (K), the rest in dex.
@@ -228,28 +228,41 @@ def feh_weights(fe_h: np.ndarray, **options) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- cross-match
+class SkyIndex:
+    """Catalogue-2 positions (degrees, ICRS) prepared once for repeated nearest-neighbour
+    matches: the finite rows as a SkyCoord, whose search tree astropy builds on the first
+    match and keeps."""
+
+    def __init__(self, ra, dec):
+        ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+        self.rows = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+        self.coords = SkyCoord(ra[self.rows] * u.deg, dec[self.rows] * u.deg) \
+            if self.rows.size else None
+
+    def match(self, ra1, dec1, max_sep: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(index, separation)`` for each position: see :func:`crossmatch_sky`."""
+        ra1, dec1 = np.asarray(ra1, float), np.asarray(dec1, float)
+        ok1 = np.isfinite(ra1) & np.isfinite(dec1)
+        index = np.full(ra1.size, -1, dtype=np.int64)
+        sep = np.full(ra1.size, np.nan)
+        if not ok1.any() or self.coords is None:
+            return index, sep
+        idx, d2d, _ = SkyCoord(ra1[ok1] * u.deg, dec1[ok1] * u.deg).match_to_catalog_sky(
+            self.coords)
+        arcsec = d2d.to_value(u.arcsec)
+        good = arcsec <= max_sep
+        index[np.flatnonzero(ok1)[good]] = self.rows[idx[good]]
+        sep[ok1] = arcsec
+        return index, sep
+
+
 def crossmatch_sky(ra1, dec1, ra2, dec2, max_sep: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Nearest catalogue-2 star for each catalogue-1 position (degrees, ICRS).
 
     Returns ``(index, separation)``: index into catalogue 2 (−1 when the nearest is farther
     than ``max_sep`` arcsec or the position is not finite) and the separation in arcsec.
     """
-    ra1, dec1 = np.asarray(ra1, float), np.asarray(dec1, float)
-    ra2, dec2 = np.asarray(ra2, float), np.asarray(dec2, float)
-    ok1 = np.isfinite(ra1) & np.isfinite(dec1)
-    ok2 = np.flatnonzero(np.isfinite(ra2) & np.isfinite(dec2))
-    index = np.full(ra1.size, -1, dtype=np.int64)
-    sep = np.full(ra1.size, np.nan)
-    if not ok1.any() or ok2.size == 0:
-        return index, sep
-    c1 = SkyCoord(ra1[ok1] * u.deg, dec1[ok1] * u.deg)
-    c2 = SkyCoord(ra2[ok2] * u.deg, dec2[ok2] * u.deg)
-    idx, d2d, _ = c1.match_to_catalog_sky(c2)
-    arcsec = d2d.to_value(u.arcsec)
-    good = arcsec <= max_sep
-    index[np.flatnonzero(ok1)[good]] = ok2[idx[good]]
-    sep[ok1] = arcsec
-    return index, sep
+    return SkyIndex(ra2, dec2).match(ra1, dec1, max_sep)
 
 
 def crossmatch_lamost_apogee(lamost: Table, apogee: Table, how: str = "position",

@@ -24,17 +24,17 @@ against the 2σ allowance for the stars the check is for).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from apogee_net.inference.streaming import array_sha256
+from apogee_net.lamost.labels import SkyIndex
 from yso_labels.core.tables import float_column, read_table
 from yso_labels.luminosity import log_luminosity, logg_from_luminosity
 
 __all__ = ["MASS_RANGE", "N_SIGMA", "A_G_UNKNOWN", "MIN_PARALLAX_SNR", "MATCH_RADIUS",
-           "REQUIRED", "RULE", "table_sha256", "read_photometry", "match_photometry",
+           "REQUIRED", "RULE", "Photometry", "read_photometry", "match_photometry",
            "logg_interval", "lum_check"]
 
 #: Stellar masses allowed (M☉).
@@ -56,10 +56,20 @@ RULE = (f"log g allowed by Gaia G + parallax (BC_G Andrae+2018, IAU 2015 solar v
         f"match {MATCH_RADIUS:g} arcsec")
 
 
-def table_sha256(phot: Table) -> str:
-    """SHA-256 of the columns the check uses (a resumed run must use the same table)."""
-    cols = [c for c in (*REQUIRED, "a_g") if c in phot.colnames]
-    return array_sha256(np.column_stack([float_column(phot[c]) for c in cols]))
+@dataclass(frozen=True)
+class Photometry:
+    """A photometry table with its positions indexed once (a survey run matches every chunk
+    of spectra against the same table)."""
+
+    table: Table
+    index: SkyIndex
+
+    @classmethod
+    def of(cls, table: Table | Photometry) -> Photometry:
+        """``table`` with its positions indexed (a :class:`Photometry` is returned as is)."""
+        if isinstance(table, Photometry):
+            return table
+        return cls(table, SkyIndex(float_column(table["ra"]), float_column(table["dec"])))
 
 
 def read_photometry(path) -> Table:
@@ -68,20 +78,11 @@ def read_photometry(path) -> Table:
     return read_table(path, required=REQUIRED, what="photometry table (lamost predict)")
 
 
-def match_photometry(ra, dec, phot: Table, radius: float = MATCH_RADIUS) -> np.ndarray:
+def match_photometry(ra, dec, phot: Table | Photometry,
+                     radius: float = MATCH_RADIUS) -> np.ndarray:
     """Row of ``phot`` nearest each (``ra``, ``dec``) (deg) within ``radius`` arcsec; −1 where
     none (or a position is not finite)."""
-    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-    out = np.full(ra.size, -1)
-    ok = np.isfinite(ra) & np.isfinite(dec)
-    p_ra, p_dec = float_column(phot["ra"]), float_column(phot["dec"])
-    rows = np.flatnonzero(np.isfinite(p_ra) & np.isfinite(p_dec))
-    if not ok.any() or rows.size == 0:
-        return out
-    cat = SkyCoord(p_ra[rows] * u.deg, p_dec[rows] * u.deg)
-    idx, sep, _ = SkyCoord(ra[ok] * u.deg, dec[ok] * u.deg).match_to_catalog_sky(cat)
-    out[np.flatnonzero(ok)] = np.where(sep.arcsec <= radius, rows[idx], -1)
-    return out
+    return Photometry.of(phot).index.match(ra, dec, radius)[0]
 
 
 def logg_interval(teff, g_mag, parallax, parallax_error, a_g=None) -> tuple[np.ndarray,
@@ -95,7 +96,8 @@ def logg_interval(teff, g_mag, parallax, parallax_error, a_g=None) -> tuple[np.n
     a_lo = np.where(known, a_g, 0.0)
     a_hi = np.where(known, a_g, A_G_UNKNOWN)
     # brightest (far, much extinction) -> lowest log g with the lowest mass, and vice versa
-    far = np.where(plx - N_SIGMA * err > 0, plx - N_SIGMA * err, np.nan)
+    # (a parallax <= 0 gives NaN: yso_labels.mdwarf.absolute_magnitude)
+    far = plx - N_SIGMA * err
     low = logg_from_luminosity(teff, log_luminosity(g_mag, far, teff, a_hi), MASS_RANGE[0])
     high = logg_from_luminosity(teff, log_luminosity(g_mag, plx + N_SIGMA * err, teff, a_lo),
                                 MASS_RANGE[1])
@@ -104,17 +106,18 @@ def logg_interval(teff, g_mag, parallax, parallax_error, a_g=None) -> tuple[np.n
     return np.where(good, low, np.nan), np.where(good, high, np.nan)
 
 
-def lum_check(teff, logg, ra, dec, phot: Table | None) -> tuple[np.ndarray, np.ndarray,
-                                                               np.ndarray]:
+def lum_check(teff, logg, ra, dec, phot: Table | Photometry | None) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
     """Per row: (``low``, ``high``) log g allowed by the matched photometry (NaN without)
     and ``disagree`` (finite network ``logg`` outside it)."""
     n = np.asarray(teff).size
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     if phot is not None:
+        phot = Photometry.of(phot)
         idx = match_photometry(ra, dec, phot)
         hit = idx >= 0
         if hit.any():
-            rows = phot[idx[hit]]
+            rows = phot.table[idx[hit]]
             a_g = float_column(rows["a_g"]) if "a_g" in rows.colnames else None
             low[hit], high[hit] = logg_interval(
                 np.asarray(teff, float)[hit], float_column(rows["G"]),

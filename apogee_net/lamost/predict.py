@@ -49,7 +49,7 @@ from apogee_net.lamost.model import BayesianCNN
 from apogee_net.network import ood
 from apogee_net.options import LamostPredictOptions
 from apogee_net.spectra.pixels import valid_pixels
-from yso_labels.core.guards import check_ints, check_outputs
+from yso_labels.core.guards import check_ints, check_outputs, fingerprint
 from yso_labels.core.options import resolve_options
 from yso_labels.core.runtime import autocast, compiled, resolve_device
 from yso_labels.core.tables import provenance
@@ -92,7 +92,7 @@ def read_lamost_chunk(files: list[str], npix: int) -> SpectraChunk:
 
 def predict_arrays(lm, data: SpectraChunk, passes: int = DEFAULT_PASSES, seed: int = 0,
                    offset: int = 0, batch_size: int = 128, class_check: bool = True,
-                   photometry: Table | None = None) -> Table:
+                   photometry: lumcheck.Photometry | Table | None = None) -> Table:
     """Catalogue rows for the spectra ``data`` (:func:`read_lamost_chunk`, or
     :func:`apogee_net.inference.chunks.read_chunk` for a store). The dropout masks of a chunk
     come from a torch generator seeded by (``seed``, ``offset``), so a resumed run repeats
@@ -204,7 +204,8 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                chunk_size=(o.chunk_size, 1), seed=(o.seed, 0))
     extra = [o.photometry] if o.photometry else []
     check_outputs([out, parts_path(out)], [model, *input_list(inputs), *extra])
-    phot = lumcheck.read_photometry(o.photometry) if o.photometry else None
+    phot = lumcheck.Photometry.of(lumcheck.read_photometry(o.photometry)) \
+        if o.photometry else None
     dev = resolve_device(o.device)
     autocast(dev, o.amp)  # checks the name before any work
     lm = load_model(model, device=dev, expect=BayesianCNN)
@@ -227,7 +228,7 @@ def predict_lamost(model, inputs, out, options: LamostPredictOptions | None = No
                 "photometry": o.photometry}
     manifest = {"model_sha256": lm.sha256, "passes": o.passes, "seed": o.seed, "amp": o.amp,
                 "compile": o.compile, "class_check": o.class_check,
-                "photometry_sha256": None if phot is None else lumcheck.table_sha256(phot),
+                "photometry_sha256": fingerprint([o.photometry]) if o.photometry else None,
                 "batch_size": batch_size, "chunk_size": o.chunk_size, "device": dev.type}
     meta = provenance("apogee-net lamost predict", recorded, MODEL=str(lm.path),
                       MODELSHA=lm.sha256[:16], MODELVER=lm.checkpoint.get("version", ""),
